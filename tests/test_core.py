@@ -1,0 +1,176 @@
+"""Unit tests of compendium.core: every bad input gives one clear line; the runner skips, resumes and reports."""
+import json, os, signal, socket, subprocess, sys, time
+from pathlib import Path
+import numpy as np
+import pytest
+from compendium.core.config import ConfigError, ScaledConfig, get_paper, papers, check_scale
+from compendium.core.artifacts import (CorruptArtifact, MissingArtifact, Checkpointer, load_checkpoint, load_json,
+                                       load_table, paths, save_checkpoint)
+from compendium.core.claims import ClaimSet, ledger, ledger_markdown
+from compendium.core.runner import chain_hash, read_status, reproduce, run_chain, toy_compendium, _toy_notebook
+from compendium.core import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+# ---------------------------------------------------------------- bad input: one line, clear
+def _one_line(e): s = str(e.value); assert "\n" not in s.strip(), s; return s
+
+def test_bad_scale():
+    with pytest.raises(ConfigError) as e: check_scale("large")
+    assert "unknown scale 'large'" in _one_line(e)
+
+def test_unknown_paper():
+    with pytest.raises(ConfigError) as e: get_paper("alphafold")
+    assert "unknown paper 'alphafold'" in _one_line(e) and "cobra" in str(e.value)
+
+def test_config_field_and_type_errors():
+    from compendium.cobra.data import CobraConfig
+    with pytest.raises(ConfigError) as e: CobraConfig.for_scale("ci", horizon=10)
+    assert "no field 'horizon'" in _one_line(e)
+    with pytest.raises(ConfigError) as e: CobraConfig.for_scale("ci", T="100")
+    assert "CobraConfig.T must be int" in _one_line(e)
+    with pytest.raises(ConfigError): CobraConfig.for_scale("nano")
+    assert CobraConfig.for_scale("ci", seeds=2).seeds == 2 and CobraConfig.for_scale("paper").T == 50_000
+
+def test_missing_and_corrupt_artifacts(tmp_path):
+    with pytest.raises(MissingArtifact) as e: load_table(tmp_path/"x.parquet")
+    assert "missing results" in _one_line(e)
+    (tmp_path/"c.safetensors").write_bytes(b"\x00" * 7)
+    with pytest.raises(CorruptArtifact) as e: load_checkpoint(tmp_path/"c.safetensors")
+    assert "corrupt checkpoint" in _one_line(e)
+    (tmp_path/"j.json").write_text("[1,")
+    with pytest.raises(CorruptArtifact): load_json(tmp_path/"j.json")
+
+def test_missing_data_for_a_chain(tmp_path, monkeypatch):
+    "A chain notebook run before its data exists stops with a one-line 'missing' error naming what to run."
+    from compendium.cobra.data import CobraConfig, load_instances
+    monkeypatch.setenv("COMPENDIUM_OUT", str(tmp_path))
+    with pytest.raises(MissingArtifact) as e: load_instances(CobraConfig.for_scale("ci"))
+    assert "run nbs/cobra/01_data.ipynb first" in _one_line(e)
+
+def test_checkpoint_roundtrip_and_resume(tmp_path):
+    f = save_checkpoint(tmp_path/"s.safetensors", {"a": np.arange(4.0)}, {"step": 3})
+    arrays, meta = load_checkpoint(f); assert meta == {"step": 3} and arrays["a"].tolist() == [0, 1, 2, 3]
+    ck = Checkpointer(tmp_path/"loop.safetensors", every=2)
+    assert ck.load() is None and ck.maybe_save(4, lambda: ({"x": np.ones(1)}, {})) and ck.load()[1]["step"] == 4
+    assert not ck.maybe_save(5, lambda: ({"x": np.ones(1)}, {}))
+
+
+# ---------------------------------------------------------------- claims and the ledger
+def test_claims_file_and_ledger(tmp_path):
+    cs = ClaimSet("cobra", "default", 0)
+    cs.add("C1", "ok", 0.1, "<=", 0.5); cs.add("C2", "fails", 0.9, "<=", 0.5); cs.add("C3", "paper only", 1, ">=", 0, scales=("paper",))
+    f = cs.write(tmp_path)
+    d = json.loads(f.read_text())
+    assert f == tmp_path/"figures/cobra/claims.json" and d["paper"] == "cobra" and {"commit", "dirty", "created"} <= d.keys()
+    assert [c["status"] for c in d["claims"]] == ["pass", "fail", "not-checked"]
+    led = ledger("default", root=tmp_path)
+    assert list(led[led.paper == "cobra"].status) == ["pass", "fail", "not-checked"]
+    assert (led[led.paper != "cobra"].status == "not-run").all()
+    assert "1 pass, 1 fail, 1 not-checked" in ledger_markdown("default", root=tmp_path)
+
+
+# ---------------------------------------------------------------- figures never overwrite the committed ones at ci scale
+def test_ci_figures_go_under_runs(tmp_path):
+    import matplotlib; matplotlib.use("Agg"); import matplotlib.pyplot as plt
+    from compendium.core.figures import save_figure
+    fig, ax = plt.subplots(); ax.plot([0, 1])
+    png = save_figure(fig, "f", "cobra", "ci", 0, root=tmp_path)
+    assert png == tmp_path/"runs/ci/cobra/figures/f.png" and not (tmp_path/"figures").exists()
+
+
+# ---------------------------------------------------------------- the runner: skip, resume, fail, parallel
+def test_runner_resumes_after_failure_and_skips_when_up_to_date(tmp_path):
+    root = toy_compendium(tmp_path); logs = []
+    r = run_chain("toy", "ci", root=root, log=logs.append)
+    assert r.status == "failed" and r.error.startswith("toy: 02_b.ipynb failed in cell") and "\n" not in r.error
+    (root/"nbs/toy/go").touch()
+    r = run_chain("toy", "ci", root=root, log=logs.append)
+    assert r.status == "ok" and r.ran == ["02_b"] and (root/"count_a.txt").read_text() == "1"
+    assert run_chain("toy", "ci", root=root, log=logs.append).status == "skipped"
+    # a changed notebook source changes the hash: the chain runs again from the start
+    _toy_notebook(root/"nbs/toy/02_b.ipynb", "x = 1")
+    r = run_chain("toy", "ci", root=root, log=logs.append)
+    assert r.ran == ["01_a", "02_b"] and (root/"count_a.txt").read_text() == "2"
+    # --force reruns an up-to-date chain; another seed is another chain state
+    assert run_chain("toy", "ci", root=root, force=True, log=logs.append).ran == ["01_a", "02_b"]
+
+
+def test_runner_resumes_after_a_real_interrupt(tmp_path):
+    "SIGINT during the second notebook; the rerun does not redo the first."
+    root = toy_compendium(tmp_path)
+    _toy_notebook(root/"nbs/toy/02_b.ipynb", "import pathlib, time\nwhile pathlib.Path('block').exists(): time.sleep(0.2)")
+    (root/"nbs/toy/block").touch()
+    code = "from compendium.core.runner import run_chain; import sys; run_chain('toy', 'ci', root=sys.argv[1])"
+    p = subprocess.Popen([sys.executable, "-c", code, str(root)], start_new_session=True,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(600):
+            st = read_status("toy", "ci", root)
+            if st and st["notebooks"][1]["status"] == "running": break
+            time.sleep(0.1)
+        else: pytest.fail("the runner never reached the second notebook")
+        time.sleep(1.0); os.killpg(p.pid, signal.SIGINT); p.wait(timeout=60)
+    finally:
+        if p.poll() is None: os.killpg(p.pid, signal.SIGKILL)
+    st = read_status("toy", "ci", root)
+    assert st["status"] != "ok" and st["notebooks"][0]["status"] == "ok" and st["notebooks"][1]["status"] != "ok"
+    (root/"nbs/toy/block").unlink()
+    r = run_chain("toy", "ci", root=root, log=print)
+    assert r.status == "ok" and r.ran == ["02_b"] and (root/"count_a.txt").read_text() == "1"
+
+
+def test_parallel_jobs_and_failure_isolation(tmp_path):
+    root = toy_compendium(tmp_path)
+    ini = (root/"settings.ini").read_text() + "\n[paper:toy2]\ntitle = Toy 2\narxiv = 0\nnotebooks = 01_a\nbudget_ci_s = 60\n"
+    (root/"settings.ini").write_text(ini)
+    _toy_notebook(root/"nbs/toy2/01_a.ipynb", "import os, torch\nassert torch.get_num_threads() >= 1\nprint(os.environ['COMPENDIUM_THREADS'])")
+    res = reproduce(["toy", "toy2"], "ci", jobs=2, root=root, log=print)
+    assert [r.paper for r in res] == ["toy", "toy2"]
+    assert res[0].status == "failed" and res[1].status == "ok"      # toy's 02_b fails; toy2 is not stopped by it
+    with pytest.raises(ConfigError): reproduce(["toy", "nope"], "ci", root=root)
+
+
+def test_chain_hash_tracks_package_and_lock(tmp_path):
+    p = get_paper("cobra", ROOT)
+    assert chain_hash(p, "ci", 0, root=ROOT) != chain_hash(p, "ci", 0, {"T": 500}, root=ROOT)
+
+
+# ---------------------------------------------------------------- the CLI
+def _cli(*args, **kw):
+    return subprocess.run([str(BIN/"compendium"), *args], capture_output=True, text=True, cwd=ROOT, timeout=300, **kw)
+
+def test_cli_unknown_paper_and_scale_exit_2():
+    r = _cli("reproduce", "alphafold", "--scale", "ci")
+    assert r.returncode == 2 and r.stderr.strip().startswith("compendium: error: unknown paper 'alphafold'")
+    assert len(r.stderr.strip().splitlines()) == 1
+    r = _cli("reproduce", "cobra", "--scale", "huge")
+    assert r.returncode == 2 and "unknown scale 'huge'" in r.stderr
+    r = _cli("reproduce", "cobra", "--scale", "ci", "--set", "horizon=3")
+    assert r.returncode != 0
+
+def test_cli_list_and_claims():
+    r = _cli("list"); assert r.returncode == 0 and all(p.id in r.stdout for p in papers(ROOT))
+    r = _cli("claims"); assert r.returncode == 0 and "| paper" in r.stdout
+
+def test_cli_reproduce_failing_chain_exit_1(tmp_path):
+    root = toy_compendium(tmp_path)
+    r = subprocess.run([str(BIN/"compendium"), "reproduce", "toy", "--scale", "ci"], capture_output=True, text=True,
+                       cwd=root, timeout=300, env={**os.environ, "COMPENDIUM_ROOT": str(root)})
+    assert r.returncode == 1 and "FAILED toy: 02_b.ipynb failed in cell" in r.stdout
+
+
+# ---------------------------------------------------------------- nothing reaches the network
+def test_network_is_blocked_except_loopback():
+    from pytest_socket import SocketConnectBlockedError
+    with pytest.raises(SocketConnectBlockedError): socket.create_connection(("1.1.1.1", 80), timeout=2)
+    socket.socket().bind(("127.0.0.1", 0))                # loopback stays usable (kernels, local servers)
+
+def test_hub_loads_fail_fast_offline():
+    from transformers import AutoConfig
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"
+    t0 = time.time()
+    with pytest.raises(OSError): AutoConfig.from_pretrained("bert-base-uncased")
+    assert time.time() - t0 < 30
