@@ -38,3 +38,4 @@ html_copy_source = False
 html_show_sourcelink = False
 html_last_updated_fmt = None
 html_theme_options = {"navigation_with_keys": True, "top_of_page_buttons": []}
+html_favicon = "_static/favicon.svg"
