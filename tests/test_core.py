@@ -84,18 +84,18 @@ def test_ci_figures_go_under_runs(tmp_path):
 # ---------------------------------------------------------------- the runner: skip, resume, fail, parallel
 def test_runner_resumes_after_failure_and_skips_when_up_to_date(tmp_path):
     root = toy_compendium(tmp_path); logs = []
-    r = run_chain("toy", "ci", root=root, log=logs.append)
+    r = run_chain("toy", "ci", root=root, out=root, log=logs.append)
     assert r.status == "failed" and r.error.startswith("toy: 02_b.ipynb failed in cell") and "\n" not in r.error
     (root/"nbs/toy/go").touch()
-    r = run_chain("toy", "ci", root=root, log=logs.append)
+    r = run_chain("toy", "ci", root=root, out=root, log=logs.append)
     assert r.status == "ok" and r.ran == ["02_b"] and (root/"count_a.txt").read_text() == "1"
-    assert run_chain("toy", "ci", root=root, log=logs.append).status == "skipped"
+    assert run_chain("toy", "ci", root=root, out=root, log=logs.append).status == "skipped"
     # a changed notebook source changes the hash: the chain runs again from the start
     _toy_notebook(root/"nbs/toy/02_b.ipynb", "x = 1")
-    r = run_chain("toy", "ci", root=root, log=logs.append)
+    r = run_chain("toy", "ci", root=root, out=root, log=logs.append)
     assert r.ran == ["01_a", "02_b"] and (root/"count_a.txt").read_text() == "2"
     # --force reruns an up-to-date chain; another seed is another chain state
-    assert run_chain("toy", "ci", root=root, force=True, log=logs.append).ran == ["01_a", "02_b"]
+    assert run_chain("toy", "ci", root=root, out=root, force=True, log=logs.append).ran == ["01_a", "02_b"]
 
 
 def test_runner_resumes_after_a_real_interrupt(tmp_path):
@@ -103,7 +103,7 @@ def test_runner_resumes_after_a_real_interrupt(tmp_path):
     root = toy_compendium(tmp_path)
     _toy_notebook(root/"nbs/toy/02_b.ipynb", "import pathlib, time\nwhile pathlib.Path('block').exists(): time.sleep(0.2)")
     (root/"nbs/toy/block").touch()
-    code = "from compendium.core.runner import run_chain; import sys; run_chain('toy', 'ci', root=sys.argv[1])"
+    code = "from compendium.core.runner import run_chain; import sys; run_chain('toy', 'ci', root=sys.argv[1], out=sys.argv[1])"
     p = subprocess.Popen([sys.executable, "-c", code, str(root)], start_new_session=True,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -118,7 +118,7 @@ def test_runner_resumes_after_a_real_interrupt(tmp_path):
     st = read_status("toy", "ci", root)
     assert st["status"] != "ok" and st["notebooks"][0]["status"] == "ok" and st["notebooks"][1]["status"] != "ok"
     (root/"nbs/toy/block").unlink()
-    r = run_chain("toy", "ci", root=root, log=print)
+    r = run_chain("toy", "ci", root=root, out=root, log=print)
     assert r.status == "ok" and r.ran == ["02_b"] and (root/"count_a.txt").read_text() == "1"
 
 
@@ -127,7 +127,7 @@ def test_parallel_jobs_and_failure_isolation(tmp_path):
     ini = (root/"settings.ini").read_text() + "\n[paper:toy2]\ntitle = Toy 2\narxiv = 0\nnotebooks = 01_a\nbudget_ci_s = 60\n"
     (root/"settings.ini").write_text(ini)
     _toy_notebook(root/"nbs/toy2/01_a.ipynb", "import os, torch\nassert torch.get_num_threads() >= 1\nprint(os.environ['COMPENDIUM_THREADS'])")
-    res = reproduce(["toy", "toy2"], "ci", jobs=2, root=root, log=print)
+    res = reproduce(["toy", "toy2"], "ci", jobs=2, root=root, out=root, log=print)
     assert [r.paper for r in res] == ["toy", "toy2"]
     assert res[0].status == "failed" and res[1].status == "ok"      # toy's 02_b fails; toy2 is not stopped by it
     with pytest.raises(ConfigError): reproduce(["toy", "nope"], "ci", root=root)
