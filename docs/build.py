@@ -16,8 +16,10 @@ Pages (staged as MyST markdown and notebooks under `_proc/site/`):
 - `core/index`, `core/<module>`: the API reference of `compendium.core` (nbdev's `show_doc`).
 """
 from __future__ import annotations
-import argparse, copy, json, os, re, shutil, sys, time
+import argparse, copy, json, os, re, shutil, sys, time, warnings
 from pathlib import Path
+
+warnings.filterwarnings("ignore", message="Cell is missing an id field")   # nbformat, on nbdev's in-memory cells
 
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
@@ -210,6 +212,7 @@ class Site:
                     if v: md.append("".join(v) if isinstance(v, list) else v)
                 txt = "\n\n".join(md).strip()
                 txt = re.sub(r"^---\s*\n", "", txt)               # show_doc's leading rule
+                txt = re.sub(r"(\[source\]\([^)]*\))\{[^}]*\}", r"\1{.showdoc-source}", txt)
                 if txt: cells.append(md_cell(txt))
                 continue
             src = code_src(c)
