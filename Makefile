@@ -5,6 +5,8 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 SCALE   ?= default
+LAB_PORT  ?= 8888
+LAB_TOKEN ?=
 export MPLBACKEND := Agg
 
 .PHONY: install reproduce test lab docs lock clean-runs
@@ -23,9 +25,22 @@ reproduce: install
 	$(BIN)/compendium claims --scale $(SCALE)
 	@echo "figures and claims.json: figures/<paper>/   executed notebooks: runs/$(SCALE)/<paper>/"
 
-## sync checks (nbdev-clean/nbdev-export leave no diff), notebook tests, core tests, every chain at ci scale
+## sync checks (nbdev-clean/nbdev-export leave no diff), notebook tests, core tests, every chain at ci scale,
+## the docs site in headless Chromium (installed from Debian's packages if missing), JupyterLab
 test: install
+	bash .ci/install-chromium.sh
 	$(BIN)/python -m pytest tests
+
+## the docs site, offline, into _site/ (serve: python -m http.server -d _site -b 127.0.0.1 8000)
+docs: install
+	$(BIN)/python docs/build.py
+
+## JupyterLab on 127.0.0.1 with a token (a fresh one unless LAB_TOKEN is given); --allow-root where run as root
+lab: install
+	@tok="$(LAB_TOKEN)"; [ -n "$$tok" ] || tok=$$($(BIN)/python -c 'import secrets; print(secrets.token_hex(16))'); \
+	echo "JupyterLab: http://127.0.0.1:$(LAB_PORT)/lab?token=$$tok"; \
+	exec $(BIN)/jupyter lab --no-browser --ip=127.0.0.1 --port=$(LAB_PORT) --ServerApp.port_retries=0 \
+	  --IdentityProvider.token="$$tok" --ServerApp.root_dir="$(CURDIR)" $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 ## regenerate the lock file from the current environment (after adding a dependency)
 lock:
