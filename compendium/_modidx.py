@@ -385,4 +385,10 @@ d = { 'settings': { 'branch': 'main',
                                             'compendium.neural_adb.data.preference': ( 'neural_adb/data.html#preference',
                                                                                        'compendium/neural_adb/data.py'),
                                             'compendium.neural_adb.data.save_instances': ( 'neural_adb/data.html#save_instances',
-                                                                                           'compendium/neural_adb/data.py')}}}
+                                                                                           'compendium/neural_adb/data.py')},
+            'compendium.neural_adb.experiments': { 'compendium.neural_adb.experiments.plan': ( 'neural_adb/experiments.html#plan',
+                                                                                               'compendium/neural_adb/experiments.py'),
+                                                   'compendium.neural_adb.experiments.run_one': ( 'neural_adb/experiments.html#run_one',
+                                                                                                  'compendium/neural_adb/experiments.py'),
+                                                   'compendium.neural_adb.experiments.to_frame': ( 'neural_adb/experiments.html#to_frame',
+                                                                                                   'compendium/neural_adb/experiments.py')}}}
