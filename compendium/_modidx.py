@@ -391,4 +391,10 @@ d = { 'settings': { 'branch': 'main',
                                                    'compendium.neural_adb.experiments.run_one': ( 'neural_adb/experiments.html#run_one',
                                                                                                   'compendium/neural_adb/experiments.py'),
                                                    'compendium.neural_adb.experiments.to_frame': ( 'neural_adb/experiments.html#to_frame',
-                                                                                                   'compendium/neural_adb/experiments.py')}}}
+                                                                                                   'compendium/neural_adb/experiments.py')},
+            'compendium.neural_adb.results': { 'compendium.neural_adb.results.at': ( 'neural_adb/results.html#at',
+                                                                                     'compendium/neural_adb/results.py'),
+                                               'compendium.neural_adb.results.loglog_slope': ( 'neural_adb/results.html#loglog_slope',
+                                                                                               'compendium/neural_adb/results.py'),
+                                               'compendium.neural_adb.results.mean_metric': ( 'neural_adb/results.html#mean_metric',
+                                                                                              'compendium/neural_adb/results.py')}}}
