@@ -103,7 +103,9 @@ def test_runner_resumes_after_a_real_interrupt(tmp_path):
     root = toy_compendium(tmp_path)
     _toy_notebook(root/"nbs/toy/02_b.ipynb", "import pathlib, time\nwhile pathlib.Path('block').exists(): time.sleep(0.2)")
     (root/"nbs/toy/block").touch()
+    # a background job of a non-interactive shell inherits SIGINT ignored, and Python then keeps ignoring it: restore Ctrl-C
     code = ("import faulthandler, signal, sys; faulthandler.register(signal.SIGUSR1, all_threads=True)\n"
+            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
             "from compendium.core.runner import run_chain; run_chain('toy', 'ci', root=sys.argv[1], out=sys.argv[1])")
     err = open(tmp_path/"runner-stderr.txt", "w")
     p = subprocess.Popen([sys.executable, "-c", code, str(root)], start_new_session=True, stdout=subprocess.DEVNULL, stderr=err)
@@ -115,7 +117,7 @@ def test_runner_resumes_after_a_real_interrupt(tmp_path):
         else: pytest.fail("the runner never reached the second notebook")
         time.sleep(1.0); os.killpg(p.pid, signal.SIGINT)
         try: p.wait(timeout=60)
-        except subprocess.TimeoutExpired:                 # seen once in CI (2026-11-25): dump where the runner hangs
+        except subprocess.TimeoutExpired:                 # say where the runner is, should it not stop
             os.kill(p.pid, signal.SIGUSR1); time.sleep(2); err.flush()
             pytest.fail("the runner did not stop within 60 s of SIGINT; its threads:\n" + (tmp_path/"runner-stderr.txt").read_text()[-6000:])
     finally:
