@@ -9,10 +9,11 @@ Pages (staged as MyST markdown and notebooks under `_proc/site/`):
 - `index`: `nbs/index.ipynb`, executed at build time (its table reads `settings.ini`, `figures/`, the claims).
 - `<paper>/index`: the paper page, generated from the chain's notebooks, `settings.ini`, the config dataclass,
   `figures/<paper>/*.json` (provenance) and `figures/<paper>/claims.json`.
-- `<paper>/<name>`: each chain notebook. The executed copy in `runs/default/<paper>/` when the runner left one that is
+- `<paper>/<name>`: each chain notebook. The executed copy in `runs/default/<paper>/seed-<n>/` when the runner left one that is
   current (same sources, status ok), else the committed source with the committed default-scale figures placed after
   the cells that draw them. A fresh clone has no `runs/`, so the site never needs a default-scale run.
 - `claims`: the claims ledger of every registered paper.
+- `<name>`: each other top-level notebook `nbs/<name>.ipynb`, a guide (`cluster`: running on one).
 - `core/index`, `core/<module>`: the API reference of `compendium.core` (nbdev's `show_doc`).
 """
 from __future__ import annotations
@@ -250,14 +251,34 @@ class Site:
         self.process(nb, "chain", self.nbs)
         page = self.to_myst(nb, title or "compendium", summary)
         toc = ["```{toctree}\n:hidden:\n:caption: Papers\n\n" + "\n".join(f"{p.id}/index" for p in self.papers) + "\n```",
-               "```{toctree}\n:hidden:\n:caption: Reference\n\nclaims\ncore/index\n```"]
+               "```{toctree}\n:hidden:\n:caption: Reference\n\n"
+               + "\n".join(["claims", *(nbdoc_name(f.stem) for f in self.guide_notebooks()),
+                            "core/index"])
+               + "\n```"]
         page["cells"].append(md_cell("\n\n".join(toc if self.papers else toc[1:])))
         self.pages["index.ipynb"] = page; self.pagesrc["index.ipynb"] = self.nbs; self.srcmap["index.ipynb"] = "index.ipynb"
+
+    # ------------------------------------------------------------------ guides
+    def guide_notebooks(self) -> list[Path]:
+        "Top-level notebooks but the home page (`nbs/cluster.ipynb`): a page each, in Reference."
+        return sorted(f for f in self.nbs.glob("*.ipynb") if f.stem != "index")
+
+    def guides(self):
+        from fastcore.nbio import read_nb
+        for f in self.guide_notebooks():
+            nb = read_nb(f)
+            title, summary = title_summary(read_json(f))
+            page = f"{nbdoc_name(f.stem)}.ipynb"
+            self.srcmap[f.name] = page
+            self.pagesrc[page] = self.nbs
+            self.process(nb, "chain", self.nbs)
+            self.pages[page] = self.to_myst(nb, title or f.stem, summary)
 
     # ------------------------------------------------------------------ chains
     def executed_copy(self, p, stem: str, src: Path):
         "The runner's executed copy of a chain notebook at default scale, when it is current; else None."
-        run = self.root/"runs"/"default"/p.id
+        from compendium.core.artifacts import paths
+        run = paths(p.id, "default", self.root, make=False).run          # the committed seed's run folder
         f, st = run/f"{stem}.ipynb", read_json(run/"status.json")
         if not f.exists() or not st: return None, None
         ent = {n.get("name"): n for n in st.get("notebooks", [])}.get(stem)
@@ -359,7 +380,8 @@ class Site:
         out = ["## Usage", "Run the chain with the runner (papermill), from the project root:", "```bash"]
         for s in SCALES:
             b = p.budgets.get(s)
-            where = {"ci": f"runs/ci/{p.id}/", "default": f"figures/{p.id}/, runs/default/{p.id}/", "paper": f"runs/paper/{p.id}/"}[s]
+            where = {"ci": f"runs/ci/{p.id}/seed-<n>/", "default": f"figures/{p.id}/ (other seeds: runs/default/{p.id}/seed-<n>/)",
+                     "paper": f"runs/paper/{p.id}/seed-<n>/"}[s]
             out += [f"# {s} scale: " + (f"budget {b:.0f} s, " if b else "") + f"writes {where}",
                     f"compendium reproduce {p.id} --scale {s}"]
         out += ["# another seed, and a field of the configuration overridden",
@@ -588,7 +610,7 @@ class Site:
             d = d[~d.status.isin(["not-run"])]
             if d.empty: continue
             L += ["", f"## Local runs at scale `{scale}`", "",
-                  f"From `runs/{scale}/<paper>/claims.json` on the machine that built these pages (not committed)."
+                  f"From `runs/{scale}/<paper>/seed-<n>/figures/claims.json` (the committed seed) on the machine that built these pages (not committed)."
                   + (" At `ci` scale the claims are recorded but not checked." if scale == "ci" else ""), "",
                   "| paper | claim | measured | target | status |", "|---|---|---|---|---|"]
             for _, r in d.iterrows():
@@ -673,6 +695,7 @@ class Site:
 
     def build(self):
         self.home()
+        self.guides()
         for p in self.papers: self.chain(p)
         self.ledger_page()
         self.api()

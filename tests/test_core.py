@@ -78,7 +78,7 @@ def test_ci_figures_go_under_runs(tmp_path):
     from compendium.core.figures import save_figure
     fig, ax = plt.subplots(); ax.plot([0, 1])
     png = save_figure(fig, "f", "cobra", "ci", 0, root=tmp_path)
-    assert png == tmp_path/"runs/ci/cobra/figures/f.png" and not (tmp_path/"figures").exists()
+    assert png == tmp_path/"runs/ci/cobra/seed-0/figures/f.png" and not (tmp_path/"figures").exists()
 
 
 # ---------------------------------------------------------------- the runner: skip, resume, fail, parallel
@@ -182,3 +182,92 @@ def test_hub_loads_fail_fast_offline():
     t0 = time.time()
     with pytest.raises(OSError): AutoConfig.from_pretrained("bert-base-uncased")
     assert time.time() - t0 < 30
+
+
+# ---------------------------------------------------------------- nothing computed is lost (issue 13, helper H2):
+# one atomic checkpoint (model + optimiser + schedule + losses), torn files, half-written model folders, exact resume
+import torch
+from compendium.core.text import train_tokenizer, tiny_lm, train_lm, save_model, load_model
+
+_CORPUS = [f"agent {i} reports feature {i % 7} and reward {i % 3}." for i in range(64)]
+_KW = dict(steps=20, batch_size=8, lr=1e-2, seed=3, progress=False)
+
+@pytest.fixture(scope="module")
+def small_tok(): return train_tokenizer(_CORPUS, vocab_size=300)
+
+def _small_lm(tok): return tiny_lm(len(tok), d_model=32, n_layers=1, n_heads=2, tok=tok, seed=1)
+def _weights(m): return torch.cat([p.detach().flatten() for p in m.parameters()])
+
+def test_checkpoint_holds_nested_optimiser_state(tmp_path):
+    "An optimiser's state_dict (int keys, tuples, 0-d tensors) goes into the same safetensors file and comes back."
+    w = torch.nn.Linear(3, 2); opt = torch.optim.AdamW(w.parameters(), lr=0.1, betas=(0.8, 0.9))
+    w(torch.ones(1, 3)).sum().backward(); opt.step()
+    f = save_checkpoint(tmp_path/"s.safetensors", {"w": w.weight, "opt": opt.state_dict(), "rng": torch.get_rng_state()}, {"step": 1})
+    st, meta = load_checkpoint(f)
+    assert meta == {"step": 1} and [p.name for p in tmp_path.iterdir()] == ["s.safetensors"]
+    opt2 = torch.optim.AdamW(w.parameters(), lr=0.5); opt2.load_state_dict(st["opt"])
+    a, b = opt.state_dict(), opt2.state_dict()
+    assert a["param_groups"] == b["param_groups"] and st["opt"]["param_groups"][0]["betas"] == (0.8, 0.9)
+    for i in a["state"]:
+        for k in a["state"][i]: torch.testing.assert_close(a["state"][i][k], b["state"][i][k], rtol=0, atol=0)
+
+def test_crash_inside_a_checkpoint_save_cannot_resume_mismatched(tmp_path, monkeypatch, small_tok):
+    "Killed while writing the step-10 checkpoint: the step-5 one is intact, alone, and resumes to the straight run."
+    ref = _small_lm(small_tok); l_ref = train_lm(ref, small_tok, _CORPUS, **_KW)
+    ck, real, calls = tmp_path/"lm.safetensors", os.replace, []
+    def replace_dies_second_time(src, dst):
+        calls.append(dst)
+        if len(calls) == 2: raise OSError("disk full (simulated)")
+        return real(src, dst)
+    monkeypatch.setattr(os, "replace", replace_dies_second_time)
+    with pytest.raises(OSError, match="simulated"): train_lm(_small_lm(small_tok), small_tok, _CORPUS, ckpt=ck, ckpt_every=5, **_KW)
+    monkeypatch.setattr(os, "replace", real)
+    assert load_checkpoint(ck)[1]["step"] == 5
+    assert [p.name for p in tmp_path.iterdir()] == ["lm.safetensors"]          # one file: no optimiser file from step 10
+    b = _small_lm(small_tok); l_res = train_lm(b, small_tok, _CORPUS, ckpt=ck, ckpt_every=5, **_KW)
+    np.testing.assert_allclose(l_res, l_ref, rtol=1e-6)
+    torch.testing.assert_close(_weights(b), _weights(ref), rtol=0, atol=1e-6)
+
+def test_train_lm_interrupted_and_resumed_equals_straight_run(tmp_path, small_tok):
+    ref = _small_lm(small_tok); l_ref = train_lm(ref, small_tok, _CORPUS, **_KW)
+    def killed(step, loss):
+        if step == 13: raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        train_lm(_small_lm(small_tok), small_tok, _CORPUS, ckpt=tmp_path/"ck.safetensors", ckpt_every=5, callback=killed, **_KW)
+    b = _small_lm(small_tok); l_res = train_lm(b, small_tok, _CORPUS, ckpt=tmp_path/"ck.safetensors", ckpt_every=5, **_KW)
+    np.testing.assert_allclose(l_res, l_ref, rtol=1e-6)
+    torch.testing.assert_close(_weights(b), _weights(ref), rtol=0, atol=1e-6)
+
+def test_torn_files_raise_corrupt_artifact_naming_the_file(tmp_path):
+    "A truncated checkpoint, JSON, parquet or npy file: CorruptArtifact, one line, the file and what to do."
+    import pandas as pd
+    from compendium.core.artifacts import save_json, save_table, save_array, load_array
+    files = [(save_checkpoint(tmp_path/"c.safetensors", {"w": torch.ones(64, 64)}, {"step": 1}), load_checkpoint),
+             (save_checkpoint(tmp_path/"l.safetensors", {"w": torch.ones(64, 64)}, {"step": 1}), lambda f: Checkpointer(f).load()),
+             (save_json({"a": list(range(50))}, tmp_path/"r.json"), load_json),
+             (save_table(pd.DataFrame({"x": np.arange(100.0)}), tmp_path/"t.parquet"), load_table),
+             (save_array(np.ones((32, 32)), tmp_path/"e.npy"), load_array)]
+    for f, load in files:
+        b = f.read_bytes(); f.write_bytes(b[: len(b) // 2])
+        with pytest.raises(CorruptArtifact) as e: load(f)
+        s = _one_line(e); assert str(f) in s and "delete it and rerun" in s, s
+
+def test_half_written_model_folder_is_rebuilt(tmp_path, monkeypatch, small_tok):
+    "save_pretrained killed half-way leaves nothing at the target; an old half-written folder raises MissingArtifact."
+    m, d = _small_lm(small_tok).eval(), tmp_path/"model"
+    def cached():                                                                 # the callers' pattern: load, else build
+        try: return load_model(d)[0]
+        except MissingArtifact: save_model(m, small_tok, d); return load_model(d)[0]
+    def dies(self, path, **kw):
+        Path(path).mkdir(parents=True, exist_ok=True); (Path(path)/"config.json").write_text(self.config.to_json_string())
+        raise KeyboardInterrupt
+    monkeypatch.setattr(type(m), "save_pretrained", dies)
+    with pytest.raises(KeyboardInterrupt): save_model(m, small_tok, d)
+    monkeypatch.undo()
+    x = torch.tensor([[small_tok.bos_token_id, 5, 6, 7]])
+    torch.testing.assert_close(cached()(x).logits, m(x).logits)                   # rebuilt, not an error
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]                      # no temporary folder left behind
+    for w in d.glob("model*.safetensors"): w.unlink()                             # a folder an older version left half-written
+    with pytest.raises(MissingArtifact) as e: load_model(d)
+    assert str(d) in _one_line(e)
+    torch.testing.assert_close(cached()(x).logits, m(x).logits)

@@ -87,13 +87,13 @@ def save_instances(cfg: CobraConfig, root=None):
         ins = make_instances(cfg.seed, cfg.seeds, max(cfg.d, cfg.N) if control else cfg.d, control)
         rows += [dict(seed=cfg.seed + i, control=control, theta=ins["theta"][i].tolist(), u=ins["u"][i].tolist())
                  for i in range(cfg.seeds)]
-    f = paths("cobra", cfg.scale, root).data/"instances"
+    f = paths("cobra", cfg, root).data/"instances"
     datasets.Dataset.from_list(rows).save_to_disk(str(f)); return f
 
 def load_instances(cfg: CobraConfig, control: bool = False, root=None) -> dict:
     "The saved instances of `cfg` (control or not) as arrays `theta`, `u` (seeds, d)."
     import datasets
-    f = paths("cobra", cfg.scale, root, make=False).data/"instances"
+    f = paths("cobra", cfg, root, make=False).data/"instances"
     if not f.exists(): raise MissingArtifact(f"missing COBRA instances {f}; run nbs/cobra/01_data.ipynb first")
     ds = datasets.load_from_disk(str(f)).filter(lambda r: r["control"] == control).with_format("numpy")
     if len(ds) < cfg.seeds or int(ds["seed"][0]) != cfg.seed:

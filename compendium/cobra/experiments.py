@@ -10,12 +10,13 @@ import time
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
-from ..core.artifacts import paths, save_table, load_table, save_json, code_key
+from ..core.artifacts import paths, save_table, load_table, save_json
+from ..core.cache import Cache, cache_log, cache_summary
 from .data import CobraConfig, load_instances
 from .bandits import METHODS, NeuralFeatures, SimResult, simulate
 
 # %% auto #0
-__all__ = ['SETTINGS', 'NEURAL', 'to_frames', 'config_key', 'run_setting']
+__all__ = ['SETTINGS', 'NEURAL', 'to_frames', 'experiment_cache', 'run_setting']
 
 # %% ../../nbs/cobra/03_experiments.ipynb #628ceb1d
 SETTINGS = {
@@ -38,28 +39,27 @@ def to_frames(r: SimResult, setting: str) -> tuple[pd.DataFrame, pd.DataFrame]:
                          "delta": np.repeat(r.delta, N), "agent": np.tile(np.arange(N), B), "eliminated_at": r.eliminated.reshape(-1)})
     return curves, elim
 
-def config_key(cfg) -> str:
-    "A short hash of the configuration and of the simulator's code: cached results are reused only when both are the same."
-    import compendium.cobra.bandits as bandits, compendium.cobra.data as data
-    return code_key(cfg.to_dict(), bandits, data)
+def experiment_cache(cfg: CobraConfig, root=None) -> Cache:
+    "The cache of the experiments at `cfg`: keyed by the configuration, the code this module imports and the instances."
+    return Cache.for_chain("cobra", cfg, modules="compendium.cobra.experiments", root=root,
+                           files=[paths("cobra", cfg, root, make=False).data/"instances"])
 
 def run_setting(cfg: CobraConfig, setting: str, root=None, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     "Run (or load, when already done) every method of `setting`; return its curves and eliminations."
-    spec = SETTINGS[setting]; P = paths("cobra", cfg.scale, root)
+    spec = SETTINGS[setting]; P = paths("cobra", cfg, root)
     kw = dict(spec["kw"]); control, lam = kw.pop("control", False), kw.pop("lam", None)
     c = type(cfg)(**{**cfg.to_dict(), **({"lam": lam} if lam else {})})
     d = max(c.d, c.N) if control else c.d
     inst = load_instances(c, control, root)
-    frames, key = [], config_key(c)
+    frames, cache = [], experiment_cache(c, root)
     if setting == "neural":                                          # fewer seeds, its own horizon
         inst = {k: v[:c.neural_seeds] for k, v in inst.items()}; kw["T"] = c.neural_T
     for m in tqdm(spec["methods"] or c.methods, desc=setting, disable=not progress):
-        f_c, f_e = P.results/f"{setting}-{m}-{key}-curves.parquet", P.results/f"{setting}-{m}-{key}-elim.parquet"
-        if f_c.exists() and f_e.exists():
-            frames.append((load_table(f_c), load_table(f_e))); continue
-        feats = (NeuralFeatures(len(inst["theta"]) * len(c.deltas), d, hidden=c.hidden, steps=c.nn_steps, seed=c.seed,
-                                loo_agents=c.N if NEURAL[m][1] else 0) if m in NEURAL else None)
-        r = simulate(NEURAL[m][0] if m in NEURAL else m, c, inst["theta"][:, :d], inst["u"][:, :d], control=control, name=m, features=feats,
-                     ckpt=P.checkpoints/f"{setting}-{m}-{key}.safetensors", progress=progress, **kw)
-        cu, el = to_frames(r, setting); save_table(cu, f_c); save_table(el, f_e); frames.append((cu, el))
+        def run():
+            feats = (NeuralFeatures(len(inst["theta"]) * len(c.deltas), d, hidden=c.hidden, steps=c.nn_steps, seed=c.seed,
+                                    loo_agents=c.N if NEURAL[m][1] else 0) if m in NEURAL else None)
+            r = simulate(NEURAL[m][0] if m in NEURAL else m, c, inst["theta"][:, :d], inst["u"][:, :d], control=control, name=m,
+                         features=feats, ckpt=P.checkpoints/f"{setting}-{m}-{cache.key}.safetensors", progress=progress, **kw)
+            return dict(zip(("curves", "elim"), to_frames(r, setting)))
+        t = cache(f"{setting}-{m}", run, kind="tables"); frames.append((t["curves"], t["elim"]))
     return pd.concat([f[0] for f in frames], ignore_index=True), pd.concat([f[1] for f in frames], ignore_index=True)

@@ -65,13 +65,13 @@ class ClaimSet:
 
     def to_dict(self, **extra) -> dict:
         m = manifest(self.paper, self.scale, self.seed, **extra)
-        keep = {k: m[k] for k in ("paper", "scale", "seed", "commit", "dirty", "created", "device", "wall_s")}
+        keep = {k: m[k] for k in ("paper", "scale", "seed", "commit", "dirty", "created", "device", "wall_s", "from_cache") if k in m}
         # `passed` repeats `status == "pass"` as a boolean for readers that look for one; `status` is the verdict.
         return {**keep, "claims": [{**asdict(c), "scales": list(c.scales), "passed": c.status == "pass"} for c in self.claims]}
 
     def write(self, root=None, **extra) -> Path:
         "Write `claims.json` where this scale's claims go; return its path."
-        p = paths(self.paper, self.scale, root).claims
+        p = paths(self.paper, self.scale, root, seed=self.seed).claims
         save_json(self.to_dict(**extra), p); return p
 
     def table(self) -> pd.DataFrame:
@@ -82,11 +82,11 @@ class ClaimSet:
     def _repr_markdown_(self): return self.table().to_markdown(index=False)
 
 # %% ../../nbs/core/04_claims.ipynb #30cd1b9c
-def ledger(scale: str = "default", root=None, registry_root=None) -> pd.DataFrame:
-    "All registered papers' claims at `scale` as one DataFrame (papers that have not run: status `not-run`)."
+def ledger(scale: str = "default", root=None, registry_root=None, seed: int | None = None) -> pd.DataFrame:
+    "All registered papers' claims at `scale` and `seed` (default: the committed seed) as one DataFrame (papers that have not run: status `not-run`)."
     rows = []
     for p in papers(registry_root):
-        f = paths(p.id, scale, root, make=False).claims
+        f = paths(p.id, scale, root, make=False, seed=seed).claims
         try: d = load_json(f)
         except (MissingArtifact, CorruptArtifact) as e:
             rows.append(dict(paper=p.id, id="", statement="", measured=None, op="", target=None, tolerance=None,
@@ -97,9 +97,9 @@ def ledger(scale: str = "default", root=None, registry_root=None) -> pd.DataFram
                              commit=d.get("commit", ""), seed=d.get("seed")))
     return pd.DataFrame(rows, columns=["paper", "id", "statement", "measured", "op", "target", "tolerance", "status", "commit", "seed"])
 
-def ledger_markdown(scale: str = "default", root=None, registry_root=None) -> str:
+def ledger_markdown(scale: str = "default", root=None, registry_root=None, seed: int | None = None) -> str:
     "The ledger as a markdown table, with a one-line summary above it."
-    df = ledger(scale, root, registry_root)
+    df = ledger(scale, root, registry_root, seed)
     counts = df.status.value_counts().to_dict()
     head = f"Claims at scale `{scale}`: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in (*STATUSES, "not-run") if counts.get(s))
     show = df.assign(measured=df.measured.map(lambda v: "" if v is None or pd.isna(v) else f"{v:.3g}"))

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 # %% auto #0
 __all__ = ['OFFLINE_ENV', 'SCALES', 'set_offline', 'CompendiumError', 'ConfigError', 'project_root', 'out_root', 'check_scale',
-           'Paper', 'read_settings', 'papers', 'get_paper', 'ScaledConfig']
+           'Paper', 'read_settings', 'papers', 'committed_seed', 'get_paper', 'ScaledConfig']
 
 # %% ../../nbs/core/00_config.ipynb #1f0f4b71
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
@@ -68,11 +68,21 @@ class Paper:
     notebooks: tuple         # notebook stems in chain order
     budgets: dict = field(default_factory=dict)  # scale -> seconds for the whole chain
     folder: str = ""         # folder under nbs/ (defaults to `id`)
+    config: str = ""         # the chain's configuration class, `module:Class` (checks `--set` before a run starts)
 
     def notebook_paths(self, root: str | Path | None = None) -> list[Path]:
         "The chain's notebooks, in order, under `root/nbs/<folder>/`."
         base = Path(root or project_root())/"nbs"/(self.folder or self.id)
         return [base/f"{n}.ipynb" for n in self.notebooks]
+
+    def config_class(self, root: str | Path | None = None):
+        "The chain's `ScaledConfig` subclass named by `config` in `settings.ini`, or None where none is named."
+        if not self.config: return None
+        import importlib
+        mod, _, name = self.config.partition(":")
+        try: return getattr(importlib.import_module(mod), name)
+        except (ImportError, AttributeError) as e:
+            raise ConfigError(f"{self.id}: config {self.config!r} in settings.ini cannot be imported: {e}") from None
 
 def read_settings(root: str | Path | None = None) -> configparser.ConfigParser:
     "Parse the project's `settings.ini`."
@@ -90,8 +100,13 @@ def papers(root: str | Path | None = None) -> list[Paper]:
         s, pid = cp[sec], sec.split(":", 1)[1]
         budgets = {sc: float(s[f"budget_{sc}_s"]) for sc in SCALES if f"budget_{sc}_s" in s}
         res.append(Paper(pid, s.get("title", pid), s.get("arxiv", ""), tuple(s["notebooks"].split()),
-                         budgets, s.get("folder", pid)))
+                         budgets, s.get("folder", pid), s.get("config", "")))
     return res
+
+def committed_seed(root: str | Path | None = None) -> int:
+    "The seed whose default-scale results are committed under `figures/` (`seed` in `[compendium]`; 0 without a registry)."
+    try: return read_settings(root).getint("compendium", "seed", fallback=0)
+    except ConfigError: return 0
 
 def get_paper(pid: str, root: str | Path | None = None) -> Paper:
     "The registered paper `pid`, or a one-line `ConfigError` naming the known ones."

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 import numpy as np
 import faiss
-from .artifacts import atomic_write
+from .cache import cached, chain_key
 
 # %% auto #0
 __all__ = ['minilm_path', 'load_encoder', 'embed', 'build_index', 'search']
@@ -31,15 +31,15 @@ def load_encoder(path: str | None = None, device: str = "cpu"):
 # %% ../../nbs/core/06_embed.ipynb #7fa63888
 def embed(texts: list[str], model=None, batch_size: int = 128, cache: str | Path | None = None, progress: bool = False) -> np.ndarray:
     "Embed `texts` with `model` (default MiniLM) as normalised float32 rows, cached under `cache` if given."
-    model = model or load_encoder()
-    if cache:
-        h = hashlib.sha256(("\x00".join(texts) + str(getattr(model, "model_card_data", ""))).encode()).hexdigest()[:16]
-        f = Path(cache)/f"emb-{h}.npy"
-        if f.exists(): return np.load(f)
-    E = model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                     show_progress_bar=progress).astype(np.float32)
-    if cache: atomic_write(f, lambda t: np.save(open(t, "wb"), E))
-    return E
+    own = model is None; model = model or load_encoder()
+    encode = lambda: model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                                  show_progress_bar=progress).astype(np.float32)
+    if not cache: return encode()
+    h = hashlib.sha256("\x00".join(texts).encode())
+    if not own:                                                # a model passed in: its weights enter the key
+        for k, v in sorted(model.state_dict().items()): h.update(k.encode()); h.update(v.detach().cpu().numpy().tobytes())
+    key = chain_key({"texts": h.hexdigest(), "batch_size": batch_size, "model": type(model).__name__}, modules="compendium.core.embed")
+    return cached("emb", encode, cache, key, kind="npy", device=str(getattr(model, "device", "cpu")))[0]
 
 # %% ../../nbs/core/06_embed.ipynb #82acacff
 def build_index(E: np.ndarray, factory: str = "Flat"):

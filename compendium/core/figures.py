@@ -31,13 +31,18 @@ def use_style():
 use_style()
 
 # %% ../../nbs/core/03_figures.ipynb #2e709765
-def save_figure(fig, name: str, paper: str, scale: str, seed: int, params: dict | None = None,
-                notebook: str | None = None, root=None, wall_s: float | None = None, close: bool = True) -> Path:
-    "Save `fig` as PNG + SVG with a provenance sidecar; return the PNG's path."
-    d = paths(paper, scale, root).figures
+def save_figure(fig, name: str, paper: str, scale, seed: int | None = None, params: dict | None = None,
+                notebook: str | None = None, root=None, wall_s: float | None = None, close: bool = True, **extra) -> Path:
+    """Save `fig` as PNG + SVG with a provenance sidecar; return the PNG's path. `scale` is a scale name (then give
+    `seed` and `params`) or the chain's config, whose scale, seed and fields are used; `extra` goes into the sidecar."""
+    if not isinstance(scale, str):
+        cfg = scale; scale, seed = cfg.scale, cfg.seed if seed is None else seed
+        params = cfg.to_dict() if params is None else params
+    if seed is None: raise TypeError("save_figure needs a seed (or the chain's config)")
+    d = paths(paper, scale, root, seed=seed).figures
     png, svg = d/f"{name}.png", d/f"{name}.svg"
     fig.savefig(png, metadata={"Software": None}); fig.savefig(svg, metadata={"Date": None})
-    prov = {**manifest(paper, scale, seed, wall_s=wall_s), "figure": name,
+    prov = {**manifest(paper, scale, seed, wall_s=wall_s, **extra), "figure": name,
             "notebook": notebook or f"nbs/{paper}/", "files": [png.name, svg.name], "params": params or {}}
     prov = {"paper": prov.pop("paper"), "figure": prov.pop("figure"), **prov}
     save_json(prov, d/f"{name}.json")

@@ -14,8 +14,8 @@ import torch
 from .config import project_root
 
 # %% auto #0
-__all__ = ['VERSIONED', 'seed_everything', 'torch_generator', 'deterministic', 'get_device', 'set_threads', 'git_state',
-           'versions', 'utcnow', 'manifest']
+__all__ = ['VERSIONED', 'seed_everything', 'torch_generator', 'deterministic', 'get_device', 'used_device', 'set_threads',
+           'git_state', 'versions', 'utcnow', 'manifest']
 
 # %% ../../nbs/core/01_repro.ipynb #e8b38a45
 def seed_everything(seed: int) -> np.random.Generator:
@@ -37,12 +37,19 @@ def deterministic(enabled: bool = True):
     torch.use_deterministic_algorithms(enabled, warn_only=True)
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = enabled, not enabled
 
+_USED: set = set()   # the devices this process handed out for computation (what the manifest records)
+
 def get_device(prefer: str | None = None) -> torch.device:
-    "`prefer` if given, else cuda, then mps, then cpu."
-    if prefer: return torch.device(prefer)
-    if torch.cuda.is_available(): return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available(): return torch.device("mps")
-    return torch.device("cpu")
+    "`prefer` if given, else cuda, then mps, then cpu; the device is recorded as used by this process's results."
+    if prefer: d = torch.device(prefer)
+    elif torch.cuda.is_available(): d = torch.device("cuda")
+    elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available(): d = torch.device("mps")
+    else: d = torch.device("cpu")
+    _USED.add(d.type); return d
+
+def used_device() -> str:
+    "The device(s) this process computed on (via `get_device`), else `cpu`: code that never asked for one ran there."
+    return "+".join(sorted(_USED)) or "cpu"
 
 def set_threads(n: int | None = None) -> int:
     "Set torch's intra-op thread count to `n` (default: `COMPENDIUM_THREADS`, else leave it); return the count in force."
@@ -52,8 +59,9 @@ def set_threads(n: int | None = None) -> int:
 
 # %% ../../nbs/core/01_repro.ipynb #98979bb0
 _T0 = time.time()
-VERSIONED = ("torch", "numpy", "pandas", "matplotlib", "transformers", "datasets", "sentence-transformers",
-             "faiss-cpu", "networkx", "scipy", "papermill", "nbdev")
+VERSIONED = ("torch", "numpy", "pandas", "matplotlib", "transformers", "tokenizers", "safetensors", "datasets",
+             "sentence-transformers", "faiss-cpu", "networkx", "scipy", "scikit-learn", "peft", "trl", "accelerate",
+             "waterfall", "rouge-score", "rank-bm25", "ranx", "papermill", "nbdev")
 
 def _git(*args, root=None) -> str:
     try:
@@ -62,10 +70,12 @@ def _git(*args, root=None) -> str:
     except (OSError, subprocess.SubprocessError): return ""
 
 def git_state(root: str | Path | None = None) -> dict:
-    "The short commit hash and whether tracked sources (outside figures/, runs/, data/) differ from it."
+    """The short commit hash and whether the sources differ from it: a tracked file changed (outside figures/, runs/,
+    data/), or an untracked, not-ignored notebook or module (a chain may run it) exists."""
     commit = _git("rev-parse", "--short", "HEAD", root=root) or "unknown"
     st = _git("status", "--porcelain", "-uno", "--", ".", ":(exclude)figures", ":(exclude)runs", ":(exclude)data", root=root)
-    return {"commit": commit, "dirty": bool(st)}
+    new = _git("ls-files", "--others", "--exclude-standard", "--", "*.ipynb", "*.py", "settings.ini", root=root)
+    return {"commit": commit, "dirty": bool(st or new)}
 
 def versions(pkgs=VERSIONED) -> dict:
     "Python's and the installed packages' versions."
@@ -82,5 +92,5 @@ def utcnow() -> str:
 def manifest(paper: str, scale: str, seed: int, device=None, wall_s: float | None = None, **extra) -> dict:
     "The provenance of a result: paper, scale, seed, commit, dirty flag, time, device, versions, wall time."
     return {"paper": paper, "scale": scale, "seed": seed, **git_state(), "created": utcnow(),
-            "device": str(device or get_device()), "versions": versions(),
+            "device": str(device or used_device()), "versions": versions(),
             "wall_s": round(wall_s if wall_s is not None else time.time() - _T0, 2), **extra}

@@ -7,17 +7,18 @@ Docs: https://compendium-dev.github.io/compendium/core/runner.html.md"""
 # %% ../../nbs/core/07_runner.ipynb #a2a4ffe5
 from __future__ import annotations
 import hashlib, json, os, time, traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from tqdm.auto import tqdm
-from .config import CompendiumError, ConfigError, Paper, check_scale, get_paper, papers, project_root, out_root
+from .config import (CompendiumError, ConfigError, Paper, check_scale, committed_seed, get_paper, papers,
+                                    project_root, out_root)
 from .artifacts import CorruptArtifact, MissingArtifact, load_json, paths, save_json
 from .repro import utcnow
 
 # %% auto #0
-__all__ = ['LOCK_FILE', 'notebook_source', 'chain_hash', 'ChainResult', 'read_status', 'run_chain', 'reproduce', 'toy_compendium']
+__all__ = ['LOCK_FILE', 'notebook_source', 'chain_hash', 'ChainResult', 'read_status', 'cell_timeout_for', 'check_overrides',
+           'run_chain', 'reproduce', 'toy_compendium']
 
 # %% ../../nbs/core/07_runner.ipynb #06503229
 LOCK_FILE = "requirements.lock"
@@ -50,111 +51,172 @@ class ChainResult:
     wall_s: float = 0.0
     error: str = ""             # the one-line error of a failed chain
     ran: list = field(default_factory=list)   # notebooks executed in this call
+    seed: int = 0
 
-def _error_line(paper: str, nb: Path, e: Exception) -> str:
+def _error_line(paper: str, nb: Path, e: Exception, timeout: float | None = None) -> str:
     from papermill.exceptions import PapermillExecutionError
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
     if isinstance(e, PapermillExecutionError):
         msg = (str(e.evalue).strip().splitlines() or [""])[-1][:300]
         return f"{paper}: {nb.name} failed in cell {e.cell_index} (execution count {e.exec_count}): {e.ename}: {msg}"
+    if isinstance(e, CellTimeoutError):
+        return (f"{paper}: {nb.name} stopped: a cell ran longer than the {timeout:.0f} s cell timeout "
+                "(raise it with --timeout SECONDS)")
+    if isinstance(e, DeadKernelError): return f"{paper}: {nb.name} failed: the notebook's kernel died (out of memory?)"
     return f"{paper}: {nb.name} failed: {type(e).__name__}: {str(e).strip().splitlines()[0][:300] if str(e).strip() else ''}"
 
 def _ipc_kernel_manager():
     "A kernel manager class whose kernels talk over local IPC sockets, not TCP (no network port, no plain-TCP warning)."
     from jupyter_client.manager import AsyncKernelManager
+    import tempfile
     class IPCKernelManager(AsyncKernelManager):
-        def __init__(self, **kw): super().__init__(**{"transport": "ipc", **kw})
+        # each kernel's sockets in a fresh folder: two runners started at once never pick the same socket files
+        def __init__(self, **kw):
+            super().__init__(**{"transport": "ipc", "ip": str(Path(tempfile.mkdtemp(prefix="cpd-"))/"k"), **kw})
     return IPCKernelManager
 
-def read_status(paper: str, scale: str, out=None) -> dict | None:
-    "The last recorded status of a chain at `scale`, or None (never run, or an unreadable file)."
-    try: return load_json(paths(paper, scale, out, make=False).run/"status.json")
+def read_status(paper: str, scale: str, out=None, seed: int | None = None) -> dict | None:
+    "The last recorded status of a chain at `scale` and `seed` (default: the committed seed), or None (never run, or an unreadable file)."
+    try: return load_json(paths(paper, scale, out, make=False, seed=seed).run/"status.json")
     except (MissingArtifact, CorruptArtifact): return None
 
-def run_chain(pid: str, scale: str = "default", seed: int = 0, overrides: dict | None = None, force: bool = False,
-              root=None, out=None, cell_timeout: int | None = None, log=print) -> ChainResult:
-    "Run paper `pid`'s notebooks at `scale` (skipping an up-to-date chain, resuming an interrupted one)."
+def cell_timeout_for(paper: Paper, scale: str, timeout: float | None = None) -> float | None:
+    "Seconds one cell may run: `timeout` if given, else twice the chain's budget at `scale` (None: no budget, no limit)."
+    if timeout is not None:
+        if timeout <= 0: raise ConfigError(f"--timeout must be positive, got {timeout}")
+        return float(timeout)
+    b = paper.budgets.get(scale)
+    return 2 * b if b else None
+
+def check_overrides(paper: Paper, scale: str, seed: int, overrides: dict | None, root=None):
+    "Build the chain's configuration from `overrides`: an unknown field or a value of the wrong type raises one line."
+    cls = paper.config_class(root)
+    if cls is not None: cls.for_scale(scale, seed, **(overrides or {}))
+
+def _outputs(P, out: Path) -> list[str]:
+    "The files a finished chain left: executed notebooks, figures and claims (paths relative to `out`)."
+    fs = [*P.run.glob("*.ipynb"), *(P.figures.glob("*") if P.figures.exists() else [])]
+    return sorted(str(f.relative_to(out)) for f in fs if f.is_file())
+
+def _up_to_date(prev: dict | None, h: str, out: Path, force: bool) -> bool:
+    ok = bool(prev) and prev.get("hash") == h and prev.get("status") == "ok" and not force
+    return ok and all((out/f).exists() for f in prev.get("outputs", []))
+
+def run_chain(pid: str, scale: str = "default", seed: int | None = None, overrides: dict | None = None,
+              force: bool = False, root=None, out=None, cell_timeout: float | None = None, log=print) -> ChainResult:
+    """Run paper `pid`'s notebooks at `scale` and `seed` (default: the committed seed), skipping an up-to-date chain
+    and resuming an interrupted one. Executed notebooks and `status.json` go to `runs/<scale>/<pid>/seed-<n>/`."""
     import papermill as pm
     root = Path(root or project_root()); out = Path(out or out_root(root)); check_scale(scale)
     paper, overrides = get_paper(pid, root), dict(overrides or {})
+    seed = committed_seed(root) if seed is None else seed
     nbs = paper.notebook_paths(root)
     for nb in nbs:
         if not nb.exists(): raise ConfigError(f"{pid}: notebook {nb.relative_to(root)} listed in settings.ini does not exist")
-    h, P = chain_hash(paper, scale, seed, overrides, root), paths(pid, scale, out)
-    prev = read_status(pid, scale, out)
-    same = bool(prev) and prev.get("hash") == h and not force
-    if same and prev.get("status") == "ok":
-        log(f"{pid} [{scale}]: up to date (inputs unchanged since {prev.get('finished', '?')}), skipped")
-        return ChainResult(pid, scale, "skipped", prev.get("wall_s", 0.0))
+    check_overrides(paper, scale, seed, overrides, root)
+    timeout = cell_timeout_for(paper, scale, cell_timeout)
+    h = chain_hash(paper, scale, seed, overrides, root)
+    env_old = {k: os.environ.get(k) for k in ("COMPENDIUM_OUT", "COMPENDIUM_ROOT")}
+    os.environ.update(COMPENDIUM_OUT=str(out), COMPENDIUM_ROOT=str(root))   # paths() in the kernels: this out, this registry
+    P = paths(pid, scale, out, seed=seed)
+    prev = read_status(pid, scale, out, seed)
+    tag = f"{pid} [{scale}, seed {seed}]"
+    if _up_to_date(prev, h, out, force):
+        _restore(env_old)
+        log(f"{tag}: up to date (inputs unchanged since {prev.get('finished', '?')}), skipped")
+        return ChainResult(pid, scale, "skipped", prev.get("wall_s", 0.0), seed=seed)
+    lost = [f for f in (prev or {}).get("outputs", []) if not (out/f).exists()]
+    if lost and prev.get("hash") == h: log(f"{tag}: {len(lost)} output(s) missing (e.g. {lost[0]}): running the chain again")
+    same = bool(prev) and prev.get("hash") == h and not force and not lost
     done = {n["name"]: n for n in prev["notebooks"] if n["status"] == "ok"} if same else {}
     budget = paper.budgets.get(scale)
     st = {"paper": pid, "scale": scale, "seed": seed, "overrides": overrides, "hash": h, "status": "running",
-          "started": utcnow(), "budget_s": budget, "notebooks": [dict(name=nb.stem, status="pending") for nb in nbs]}
-    f_status = P.run/"status.json"
-    env_old = os.environ.get("COMPENDIUM_OUT"); os.environ["COMPENDIUM_OUT"] = str(out)
-    res = ChainResult(pid, scale, "ok")
+          "started": utcnow(), "budget_s": budget, "cell_timeout_s": timeout,
+          "notebooks": [dict(name=nb.stem, status="pending") for nb in nbs]}
+    f_status, res = P.run/"status.json", ChainResult(pid, scale, "ok", seed=seed)
     try:
-        for i, nb in enumerate(tqdm(nbs, desc=f"{pid} [{scale}]", unit="nb", leave=False)):
-            if nb.stem in done:
+        for i, nb in enumerate(tqdm(nbs, desc=tag, unit="nb", leave=False)):
+            if nb.stem in done and (P.run/nb.name).exists():
                 st["notebooks"][i] = {**done[nb.stem], "status": "ok", "resumed": True}
-                log(f"{pid} [{scale}]: {nb.name} finished in an earlier run, not redone"); continue
+                log(f"{tag}: {nb.name} finished in an earlier run, not redone"); continue
             st["notebooks"][i]["status"] = "running"; save_json(st, f_status)
             t0 = time.time()
             try:
                 pm.execute_notebook(str(nb), str(P.run/nb.name), parameters=dict(scale=scale, seed=seed, overrides=overrides),
                                     kernel_name="python3", cwd=str(nb.parent), progress_bar=False,
-                                    execution_timeout=cell_timeout, kernel_manager_class=_ipc_kernel_manager())
+                                    execution_timeout=timeout, kernel_manager_class=_ipc_kernel_manager())
             except Exception as e:
-                wall = time.time() - t0
-                res.status, res.error = "failed", _error_line(pid, nb, e)
-                st["notebooks"][i] = dict(name=nb.stem, status="failed", wall_s=round(wall, 2), error=res.error)
+                res.status, res.error = "failed", _error_line(pid, nb, e, timeout)
+                st["notebooks"][i] = dict(name=nb.stem, status="failed", wall_s=round(time.time() - t0, 2), error=res.error)
                 log(res.error); break
             wall = time.time() - t0; res.ran.append(nb.stem)
             st["notebooks"][i] = dict(name=nb.stem, status="ok", wall_s=round(wall, 2))
-            log(f"{pid} [{scale}]: {nb.name} ok in {wall:.1f}s")
+            log(f"{tag}: {nb.name} ok in {wall:.1f}s")
             save_json(st, f_status)
     finally:
-        if env_old is None: os.environ.pop("COMPENDIUM_OUT", None)
-        else: os.environ["COMPENDIUM_OUT"] = env_old
+        _restore(env_old)
         total = sum(n.get("wall_s", 0) for n in st["notebooks"])
-        st.update(status=res.status if res.status != "ok" or all(n["status"] == "ok" for n in st["notebooks"]) else "interrupted",
+        complete = all(n["status"] == "ok" for n in st["notebooks"])
+        st.update(status=res.status if res.status != "ok" or complete else "interrupted",
                   finished=utcnow(), wall_s=round(total, 2), over_budget=bool(budget and total > budget))
+        if st["status"] == "ok": st["outputs"] = _outputs(P, out)
         save_json(st, f_status)
     res.wall_s = st["wall_s"]
     if res.status == "ok":
-        log(f"{pid} [{scale}]: done in {res.wall_s:.0f}s" + (f" (budget {budget:.0f}s{', OVER BUDGET' if st['over_budget'] else ''})" if budget else ""))
+        log(f"{tag}: done in {res.wall_s:.0f}s" + (f" (budget {budget:.0f}s{', OVER BUDGET' if st['over_budget'] else ''})" if budget else ""))
     return res
+
+def _restore(saved: dict):
+    for k, v in saved.items():
+        if v is None: os.environ.pop(k, None)
+        else: os.environ[k] = v
+
 
 # %% ../../nbs/core/07_runner.ipynb #260d87a2
 def _run_one(args):
     pid, kw = args
     try: return run_chain(pid, **kw)
-    except CompendiumError as e: return ChainResult(pid, kw.get("scale", "?"), "failed", error=f"{pid}: {e}")
-    except Exception as e: return ChainResult(pid, kw.get("scale", "?"), "failed", error=f"{pid}: {type(e).__name__}: {e}")
+    except CompendiumError as e: return ChainResult(pid, kw.get("scale", "?"), "failed", error=f"{pid}: {e}", seed=kw.get("seed") or 0)
+    except Exception as e: return ChainResult(pid, kw.get("scale", "?"), "failed", error=f"{pid}: {type(e).__name__}: {e}", seed=kw.get("seed") or 0)
 
-def reproduce(pids: list[str] | None = None, scale: str = "default", seed: int = 0, jobs: int = 1, force: bool = False,
-              overrides: dict | None = None, root=None, out=None, log=print) -> list[ChainResult]:
-    "Run the chains `pids` (default: every registered paper) at `scale`; return their results in registry order."
+def _child(conn, pid, kw, env):
+    "Worker process: set the thread variables, run one chain, send its `ChainResult` back."
+    os.environ.update(env)
+    conn.send(_run_one((pid, {**kw, "log": print}))); conn.close()
+
+def _in_process(pid: str, kw: dict, env: dict) -> ChainResult:
+    """Run one chain in a spawned process of its own. A worker that dies (killed, out of memory) fails only its
+    chain, with one line; every other chain's result is kept."""
+    ctx = get_context("spawn"); r, w = ctx.Pipe(duplex=False)
+    p = ctx.Process(target=_child, args=(w, pid, kw, env), daemon=False); p.start(); w.close()
+    try: res = r.recv()
+    except EOFError: res = None
+    p.join()
+    if res is not None: return res
+    code = p.exitcode
+    why = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+    return ChainResult(pid, kw.get("scale", "?"), "failed", seed=kw.get("seed") or 0,
+                       error=f"{pid}: its worker process died ({why}; out of memory or killed); the other chains go on")
+
+def reproduce(pids: list[str] | None = None, scale: str = "default", seed: int | None = None, jobs: int = 1,
+              force: bool = False, overrides: dict | None = None, root=None, out=None, cell_timeout: float | None = None,
+              log=print, seeds: list[int] | None = None, scheduler: str | None = None, cluster: str | None = None,
+              retries: int = 2, connect_timeout: float = 10.0) -> list[ChainResult]:
+    """Run the chains `pids` (default: every registered paper) at `scale` on `seed`, or on each of `seeds` (a sweep);
+    return their results in registry order, then seed order. Bad input (paper, scale, a `--set` field or type,
+    timeout) fails before any notebook starts. Where the (paper, seed) tasks run: `compendium.core.sweep.run_tasks`."""
+    from compendium.core.sweep import run_tasks
     check_scale(scale)
     pids = list(pids or [p.id for p in papers(root)])
-    for pid in pids: get_paper(pid, root)                     # unknown paper: fail before running anything
-    kw = dict(scale=scale, seed=seed, force=force, overrides=overrides, root=root, out=out)
-    if jobs <= 1 or len(pids) == 1:
-        return [_run_one((pid, {**kw, "log": log})) for pid in pids]
-    threads = str(max(1, (os.cpu_count() or 1) // jobs))
-    saved = {k: os.environ.get(k) for k in ("COMPENDIUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
-    os.environ.update({k: threads for k in saved})
-    try:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as ex:
-            futs = {ex.submit(_run_one, (pid, kw)): pid for pid in pids}
-            res = {}
-            for f in as_completed(futs):
-                r = f.result(); res[r.paper] = r
-                log(f"{r.paper} [{scale}]: {r.status}" + (f" - {r.error}" if r.error else f" in {r.wall_s:.0f}s"))
-    finally:
-        for k, v in saved.items():
-            if v is None: os.environ.pop(k, None)
-            else: os.environ[k] = v
-    return [res[p] for p in pids]
+    if seeds is not None and seed is not None: raise ConfigError("give --seed or --seeds, not both")
+    seeds = [committed_seed(root) if seed is None else seed] if seeds is None else list(seeds)
+    if not seeds: raise ConfigError("--seeds names no seed")
+    for pid in pids:                                         # fail before running anything
+        paper = get_paper(pid, root); check_overrides(paper, scale, seeds[0], overrides, root)
+        cell_timeout_for(paper, scale, cell_timeout)
+    kw = dict(scale=scale, force=force, overrides=overrides, root=root, out=out, cell_timeout=cell_timeout)
+    return run_tasks([(pid, s) for pid in pids for s in seeds], kw, jobs, scheduler, cluster, retries, connect_timeout, log)
+
 
 # %% ../../nbs/core/07_runner.ipynb #082e7d75
 def _toy_notebook(path: Path, code: str):

@@ -6,19 +6,20 @@ Docs: https://compendium-dev.github.io/compendium/core/text.html.md"""
 
 # %% ../../nbs/core/05_text.ipynb #148ef7e0
 from __future__ import annotations
-import math
+import json, math
 from pathlib import Path
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (AutoModelForCausalLM, AutoTokenizer, BertConfig, BertModel, LlamaConfig,
                           LlamaForCausalLM, PreTrainedTokenizerFast)
 from tqdm.auto import tqdm
-from .artifacts import Checkpointer, CorruptArtifact, MissingArtifact
+from .artifacts import AGAIN, Checkpointer, CorruptArtifact, MissingArtifact, atomic_dir
 
 # %% auto #0
-__all__ = ['SPECIAL', 'train_tokenizer', 'tiny_lm', 'tiny_encoder', 'n_params', 'train_lm', 'save_model', 'load_model',
-           'generate']
+__all__ = ['SPECIAL', 'WEIGHTS', 'train_tokenizer', 'tiny_lm', 'tiny_encoder', 'n_params', 'encode', 'collate', 'batch_rows',
+           'lm_loss', 'train_loop', 'train_lm', 'save_model', 'load_model', 'generate']
 
 # %% ../../nbs/core/05_text.ipynb #639e3990
 SPECIAL = ["<pad>", "<bos>", "<eos>"]
@@ -55,61 +56,108 @@ def n_params(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 # %% ../../nbs/core/05_text.ipynb #80361a1b
-def _batch(enc_ids, step, batch_size, seq_len, pad_id, seed):
-    "The batch of step `step`: a function of (seed, step) only, so a resumed run sees the same batches."
-    n = len(enc_ids); per_epoch = max(1, -(-n // batch_size))
-    epoch, j = divmod(step, per_epoch)
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
-    rows = [enc_ids[i][:seq_len] for i in perm.split(batch_size)[j].tolist()]
-    L = max(map(len, rows))
-    x = torch.full((len(rows), L), pad_id); m = torch.zeros_like(x)
-    for r, ids in enumerate(rows): x[r, :len(ids)] = torch.tensor(ids); m[r, :len(ids)] = 1
-    return x, m
+def encode(tok, texts: list[str], seq_len: int | None = None) -> list[list[int]]:
+    "`<bos>` + the token ids of each text + `<eos>`, cut to `seq_len` tokens."
+    return [([tok.bos_token_id] + tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id])[:seq_len] for t in texts]
 
-def train_lm(model, tok, texts, steps: int, batch_size: int = 16, seq_len: int = 128, lr: float = 3e-3,
-             seed: int = 0, ckpt: str | Path | None = None, ckpt_every: int = 100, device=None, progress: bool = True, callback=None) -> list[float]:
-    "Train `model` on `texts` for `steps` AdamW steps (resuming from `ckpt` if present); return the loss per step."
-    device = device or next(model.parameters()).device
-    enc = [[tok.bos_token_id] + tok(t)["input_ids"] + [tok.eos_token_id] for t in texts]
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1, (s+1)/20) * 0.5*(1+math.cos(math.pi*min(s, steps)/steps)))
+def collate(tok, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    "Right-pad token-id rows with the tokenizer (`tok.pad`): `(input_ids, attention_mask)`."
+    b = tok.pad({"input_ids": rows}, padding=True, padding_side="right", return_tensors="pt")
+    return b["input_ids"], b["attention_mask"]
+
+def batch_rows(n: int, step: int, batch_size: int, seed: int) -> list[int]:
+    "The rows of step `step`: a seeded permutation per epoch, a function of (seed, step) only."
+    per_epoch = max(1, -(-n // batch_size)); epoch, j = divmod(step, per_epoch)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+    return perm.split(batch_size)[j].tolist()
+
+def lm_loss(model, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    "The token-averaged next-token loss of a padded batch (padding is never a target)."
+    return model(input_ids=x, attention_mask=m, labels=x.masked_fill(m == 0, -100)).loss
+
+def _to(b, device):
+    "A batch (a tensor, or tuples / lists / dicts of them) on `device`."
+    if isinstance(b, torch.Tensor): return b.to(device)
+    if isinstance(b, dict): return {k: _to(v, device) for k, v in b.items()}
+    if isinstance(b, (list, tuple)): return type(b)(_to(v, device) for v in b)
+    return b
+
+def _rng_state(device) -> dict:
+    return {"cpu": torch.get_rng_state(), **({"cuda": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {})}
+
+def train_loop(model, loss_fn, batch_fn, steps: int, lr: float, weight_decay: float = 0.0, schedule=None, clip: float = 1.0,
+               ckpt: str | Path | None = None, ckpt_every: int = 100, device=None, progress: bool = True, callback=None,
+               desc: str = "train") -> list[float]:
+    """AdamW on `loss_fn(model, batch_fn(step))` for `steps` steps, `schedule(step)` scaling `lr`; return the loss per step.
+    With `ckpt`, model + optimiser + schedule + losses + RNG go to one file every `ckpt_every` steps, and a later call resumes there."""
+    device = torch.device(device) if device else next(model.parameters()).device
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule or (lambda s: 1.0))
     ck, losses, start = Checkpointer(ckpt, ckpt_every), [], 0
     if (got := ck.load()) is not None:
-        arrays, meta = got
-        model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
-        opt.load_state_dict(torch.load(Path(ck.path).with_suffix(".opt"), weights_only=True))
+        st, meta = got
+        if not {"model", "opt", "sched", "rng"} <= set(st):
+            raise CorruptArtifact(f"checkpoint {ck.path} was not written by train_loop (an older format?): {AGAIN}")
+        model.load_state_dict(st["model"]); opt.load_state_dict(st["opt"]); sched.load_state_dict(st["sched"])
+        torch.set_rng_state(st["rng"]["cpu"])
+        if "cuda" in st["rng"] and device.type == "cuda": torch.cuda.set_rng_state(st["rng"]["cuda"], device)
         start, losses = meta["step"], meta["losses"]
-        for _ in range(start): sched.step()
+    def state(): return ({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                          "rng": _rng_state(device)}, {"losses": losses})
     model.train()
-    for step in tqdm(range(start, steps), desc="train_lm", disable=not progress, initial=start, total=steps):
-        x, m = _batch(enc, step, batch_size, seq_len, tok.pad_token_id, seed); x, m = x.to(device), m.to(device)
-        loss = model(input_ids=x, attention_mask=m, labels=x.masked_fill(m == 0, -100)).loss
-        opt.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); opt.step(); sched.step()
-        losses.append(loss.item())
-        def _state():
-            torch.save(opt.state_dict(), Path(ck.path).with_suffix(".opt"))
-            return {**{f"model.{k}": v for k, v in model.state_dict().items()}}, {"losses": losses}
-        ck.maybe_save(step + 1, _state)
+    for step in tqdm(range(start, steps), desc=desc, disable=not progress, initial=start, total=steps):
+        loss = loss_fn(model, _to(batch_fn(step), device))
+        opt.zero_grad(); loss.backward()
+        if clip: torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        opt.step(); sched.step(); losses.append(loss.item())
+        ck.maybe_save(step + 1, state)
         if callback: callback(step + 1, losses[-1])
     model.eval()
     return losses
 
+def train_lm(model, tok, texts, steps: int, batch_size: int = 16, seq_len: int = 128, lr: float = 3e-3,
+             seed: int = 0, ckpt: str | Path | None = None, ckpt_every: int = 100, device=None, progress: bool = True, callback=None) -> list[float]:
+    "Train `model` on `texts` for `steps` AdamW steps (warm-up, cosine decay; resuming from `ckpt` if present); return the loss per step."
+    enc = encode(tok, texts, seq_len)
+    def batch(s): return collate(tok, [enc[i] for i in batch_rows(len(enc), s, batch_size, seed)])
+    def warm_cos(s): return min(1, (s+1)/20) * 0.5*(1+math.cos(math.pi*min(s, steps)/steps))
+    return train_loop(model, lambda mdl, b: lm_loss(mdl, *b), batch, steps, lr, weight_decay=0.01, schedule=warm_cos,
+                      ckpt=ckpt, ckpt_every=ckpt_every, device=device, progress=progress, callback=callback, desc="train_lm")
+
+
 # %% ../../nbs/core/05_text.ipynb #bf63163e
 def save_model(model, tok, path: str | Path) -> Path:
-    "`save_pretrained` the model and tokenizer into `path`."
-    path = Path(path); model.save_pretrained(path); tok.save_pretrained(path); return path
+    "`save_pretrained` the model and tokenizer into a temporary folder and rename it onto `path` (replacing an older one)."
+    def write(d): model.save_pretrained(d); tok.save_pretrained(d)
+    return atomic_dir(path, write)
+
+WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+def _incomplete(p: Path) -> str | None:
+    "What a local model folder lacks (config, weights, a weight shard, tokenizer), or None when it is complete."
+    if not (p/"config.json").exists(): return "no config.json"
+    w = next((p/f for f in WEIGHTS if (p/f).exists()), None)
+    if w is None: return "no weights"
+    if w.name.endswith(".index.json"):
+        try: shards = set(json.loads(w.read_text())["weight_map"].values())
+        except (ValueError, KeyError): return f"a torn {w.name}"
+        if (gone := [s for s in sorted(shards) if not (p/s).exists()]): return f"no {gone[0]}"
+    if not any((p/f).exists() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")): return "no tokenizer"
+    return None
 
 def load_model(path: str | Path, device=None):
     "Load `(model, tokenizer)` with `from_pretrained(path)`: a local folder, or an `org/name` hub id where the hub is reachable."
     p = Path(path)
     local = isinstance(path, Path) or str(path).startswith(("/", ".", "~")) or str(path).count("/") != 1
     if local and not p.exists(): raise MissingArtifact(f"missing model folder {path}")
-    if p.exists() and not (p/"config.json").exists(): raise MissingArtifact(f"{path} has no config.json: not a saved model")
+    if p.exists() and (why := _incomplete(p)):
+        raise MissingArtifact(f"incomplete model folder {path} ({why}: its save was interrupted); it is rebuilt when the notebook runs again")
     try:
         model = AutoModelForCausalLM.from_pretrained(str(path)); tok = AutoTokenizer.from_pretrained(str(path), padding_side="left")
-    except (OSError, ValueError) as e:
-        raise CorruptArtifact(f"cannot load model from {path}: {str(e).splitlines()[0][:160]}") from None
+    except (OSError, ValueError, RuntimeError, SafetensorError) as e:
+        raise CorruptArtifact(f"cannot load model from {path} ({str(e).splitlines()[0][:120]}): {AGAIN}") from None
     return model.to(device or "cpu").eval(), tok
+
 
 # %% ../../nbs/core/05_text.ipynb #301f4664
 @torch.no_grad()

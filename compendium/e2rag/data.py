@@ -391,7 +391,7 @@ def build_benchmark(cfg: E2RAGConfig) -> dict:
 def save_benchmark(cfg: E2RAGConfig, root=None) -> Path:
     "Build and save the benchmark of `cfg` under `data/e2rag/<scale>/` (three `datasets` folders)."
     import datasets
-    d = paths("e2rag", cfg.scale, root).data
+    d = paths("e2rag", cfg, root).data
     for name, rows in build_benchmark(cfg).items():
         datasets.Dataset.from_list(rows).save_to_disk(str(d/name))
     (d/"meta.json").write_text(json.dumps(dict(seed=cfg.seed, n_stories=cfg.n_stories, volatility=list(cfg.volatility))))
@@ -400,7 +400,7 @@ def save_benchmark(cfg: E2RAGConfig, root=None) -> Path:
 def load_benchmark(cfg: E2RAGConfig, root=None) -> dict:
     "The saved benchmark of `cfg` as three pandas DataFrames: chunks, questions, events."
     import datasets
-    d = paths("e2rag", cfg.scale, root, make=False).data
+    d = paths("e2rag", cfg, root, make=False).data
     if not (d/"meta.json").exists(): raise MissingArtifact(f"missing E2RAG benchmark {d}; run nbs/e2rag/01_data.ipynb first")
     meta = json.loads((d/"meta.json").read_text())
     if meta["seed"] != cfg.seed or meta["n_stories"] != cfg.n_stories:

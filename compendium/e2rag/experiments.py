@@ -11,36 +11,37 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
-from ..core.artifacts import paths, save_table, load_table, save_json, MissingArtifact, code_key
+from ..core.artifacts import paths, save_table, load_table, save_json, MissingArtifact
+from ..core.cache import Cache, cache_log, cache_summary
 from ..core.embed import embed
 from .data import E2RAGConfig, load_benchmark, load_chronoqa
 from .graphs import Extraction
 from .retrieval import build_story_index, evaluate_story, retrieve, StoryIndex
 
 # %% auto #0
-__all__ = ['EXTRACT_PROMPT', 'READ_PROMPT', 'JUDGE_PROMPT', 'fingerprint', 'run_benchmark', 'hf_generate', 'llm_extract',
+__all__ = ['EXTRACT_PROMPT', 'READ_PROMPT', 'JUDGE_PROMPT', 'story_cache', 'run_benchmark', 'hf_generate', 'llm_extract',
            'llm_read', 'llm_judge', 'run_chronoqa']
 
 # %% ../../nbs/e2rag/04_experiments.ipynb #82792c58
-def fingerprint(cfg: E2RAGConfig) -> str:
-    "A short hash of the configuration and of the e2rag package's sources (the key of cached per-story results)."
-    import compendium.e2rag as pkg
-    return code_key(cfg.to_dict(), *sorted(Path(pkg.__file__).parent.glob("*.py")), n=12)
+def story_cache(cfg: E2RAGConfig, root=None) -> Cache:
+    "The cache of per-story results at `cfg`: keyed by the configuration, the code this module imports (`embed` and MiniLM's files included) and the benchmark."
+    d = paths("e2rag", cfg, root, make=False).data
+    return Cache.for_chain("e2rag", cfg, modules="compendium.e2rag.experiments", root=root,
+                           files=[d/"meta.json", d/"chunks", d/"questions", d/"events"])
 
 def run_benchmark(cfg: E2RAGConfig, B: dict, root=None, progress: bool = True) -> pd.DataFrame:
     "Every system and ablation on every question of benchmark `B`, one story at a time, cached per story."
-    P = paths("e2rag", cfg.scale, root)
+    P, cache = paths("e2rag", cfg, root), story_cache(cfg, root)
     emb = lambda texts: embed(list(texts), cache=P.data/"emb")
     ch, qd = B["chunks"], B["questions"].reset_index(drop=True)
-    fp, frames = fingerprint(cfg), []
+    frames = []
     Q = emb(qd.question.tolist())
     for sid, qs in tqdm(qd.groupby("story_id"), desc="stories", disable=not progress):
-        f = P.results/f"story-{sid}-{fp}.parquet"
-        if f.exists(): frames.append(load_table(f)); continue
-        texts = ch[ch.story_id == sid].sort_values("chunk_id").text.tolist()
-        ix = build_story_index(texts, cfg.noise, cfg.seed + int(sid), emb)
-        df = pd.DataFrame(evaluate_story(ix, qs, Q[qs.index], cfg.systems + cfg.ablations, cfg))
-        save_table(df, f); frames.append(df)
+        def run():
+            texts = ch[ch.story_id == sid].sort_values("chunk_id").text.tolist()
+            ix = build_story_index(texts, cfg.noise, cfg.seed + int(sid), emb)
+            return pd.DataFrame(evaluate_story(ix, qs, Q[qs.index], cfg.systems + cfg.ablations, cfg))
+        frames.append(cache(f"story-{sid}", run))
     return pd.concat(frames, ignore_index=True)
 
 # %% ../../nbs/e2rag/04_experiments.ipynb #1b696148
@@ -89,7 +90,7 @@ def llm_judge(question: str, reference: str, answer: str, generate) -> float:
 # %% ../../nbs/e2rag/04_experiments.ipynb #f95d8b09
 def run_chronoqa(cfg: E2RAGConfig, generate, root=None, progress: bool = True) -> pd.DataFrame:
     "The paper scale: ChronoQA, LLM extraction, every system, the LLM reader and judge (one row per question and system)."
-    P = paths("e2rag", cfg.scale, root)
+    P = paths("e2rag", cfg, root)
     B = {k: pd.DataFrame(v) for k, v in load_chronoqa(cfg.chronoqa_path, cfg.novels_dir, cfg.chunk_words).items()}
     emb = lambda texts: embed(list(texts), cache=P.data/"emb")
     from rank_bm25 import BM25Okapi

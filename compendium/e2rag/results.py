@@ -8,7 +8,7 @@ Docs: https://compendium-dev.github.io/compendium/e2rag/results.html.md"""
 from __future__ import annotations
 import numpy as np
 import pandas as pd
-from scipy.stats import spearmanr
+from scipy.stats import bootstrap, spearmanr
 
 # %% auto #0
 __all__ = ['accuracy', 'paired', 'bootstrap_ci', 'advantage_by']
@@ -25,12 +25,12 @@ def paired(res: pd.DataFrame, a: str, b: str, metric: str = "correct") -> pd.Dat
     wide = res.pivot_table(index="qid", columns="system", values=metric, aggfunc="first")[[a, b]].astype(float)
     return wide.join(res.drop_duplicates("qid").set_index("qid")[keep[1:]])
 
-def bootstrap_ci(x: np.ndarray, n: int = 1000, q=(0.05, 0.95), seed: int = 0) -> tuple[float, float]:
-    "A percentile bootstrap interval of the mean of `x`."
+def bootstrap_ci(x: np.ndarray, n: int = 1000, level: float = 0.9, seed: int = 0) -> tuple[float, float]:
+    "A percentile bootstrap interval (`scipy.stats.bootstrap`, `n` resamples) of the mean of `x`; NaN for fewer than 2 values."
     x = np.asarray(x, float)
     if len(x) < 2: return (float("nan"), float("nan"))
-    m = np.random.default_rng(seed).choice(x, (n, len(x))).mean(1)
-    return tuple(float(v) for v in np.quantile(m, q))
+    ci = bootstrap((x,), np.mean, n_resamples=n, confidence_level=level, method="percentile", rng=np.random.default_rng(seed))
+    return float(ci.confidence_interval.low), float(ci.confidence_interval.high)
 
 def advantage_by(res: pd.DataFrame, by: str, a: str = "E2RAG-extraction", b: str = "Dense", min_n: int = 10,
                  metric: str = "correct", facets=None) -> pd.DataFrame:

@@ -110,14 +110,14 @@ def save_instances(cfg: NeuralADBConfig, root=None):
         ins = make_instances(cfg.seed, n, cfg.C, K, d)
         rows += [dict(seed=cfg.seed + i, d=d, K=K, theta=ins["theta"][i].astype(np.float32), X=ins["X"][i].reshape(-1).astype(np.float32))
                  for i in range(n)]
-    f = paths("neural_adb", cfg.scale, root).data/"instances"
+    f = paths("neural_adb", cfg, root).data/"instances"
     datasets.Dataset.from_list(rows).save_to_disk(str(f)); return f
 
 def load_instances(cfg: NeuralADBConfig, d: int | None = None, K: int | None = None, n: int | None = None, root=None) -> dict:
     "The saved instances of `cfg` for (d, K) (default: the main setting): `theta` (n, d), `X` (n, C, K, d)."
     import datasets
     d, K, n = d or cfg.d, K or cfg.K, n or cfg.seeds
-    f = paths("neural_adb", cfg.scale, root, make=False).data/"instances"
+    f = paths("neural_adb", cfg, root, make=False).data/"instances"
     if not f.exists(): raise MissingArtifact(f"missing Neural-ADB instances {f}; run nbs/neural_adb/01_data.ipynb first")
     ds = datasets.load_from_disk(str(f)).filter(lambda r: r["d"] == d and r["K"] == K).with_format("numpy")
     if len(ds) < n or int(ds["seed"][0]) != cfg.seed:

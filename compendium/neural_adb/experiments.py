@@ -10,14 +10,14 @@ import time
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
-from ..core.artifacts import paths, save_table, load_table, save_json, code_key
+from ..core.artifacts import paths, save_table, load_table, save_json
+from ..core.cache import Cache, cache_log, cache_summary
 from ..core.repro import get_device
 from .data import NeuralADBConfig, load_instances
-from . import algorithm
 from .algorithm import SimResult, simulate
 
 # %% auto #0
-__all__ = ['ABLATIONS', 'NOT_IN_KEY', 'to_frame', 'run_key', 'run_one', 'plan']
+__all__ = ['ABLATIONS', 'NOT_IN_KEY', 'to_frame', 'run_cache', 'run_one', 'plan']
 
 # %% ../../nbs/neural_adb/03_experiments.ipynb #2ae4cac9
 ABLATIONS = {  # variant: overrides of the Neural-ADB-UCB configuration
@@ -38,23 +38,24 @@ def to_frame(r: SimResult, **tags) -> pd.DataFrame:
 
 NOT_IN_KEY = ("scale", "seeds", "methods", "sweep_d", "sweep_K", "sweep_methods", "sweep_seeds", "ablation", "ckpt_every")
 
-def run_key(c: NeuralADBConfig) -> str:
-    "A short hash of what a run's numbers depend on: its configuration and the algorithm's source (a stale cached run never matches)."
-    conf = {k: v for k, v in c.to_dict().items() if k not in NOT_IN_KEY}
-    return code_key(conf, algorithm)
+def run_cache(c: NeuralADBConfig, root=None) -> Cache:
+    "The cache of runs with configuration `c`: keyed by what a run's numbers depend on (not `NOT_IN_KEY`), the code this module imports and the instances."
+    return Cache.for_chain("neural_adb", c, modules="compendium.neural_adb.experiments", ignore=NOT_IN_KEY, root=root,
+                           files=[paths("neural_adb", c, root, make=False).data/"instances"])
 
 def run_one(cfg: NeuralADBConfig, method: str, reward: str, setting: str, variant: str = "default", d=None, K=None,
             n=None, root=None, progress: bool = True, device="cpu") -> pd.DataFrame:
     "Run (or load, when already done) one method on one reward in the first `n` environments of (d, K)."
     d, K, n = d or cfg.d, K or cfg.K, n or cfg.seeds
-    P = paths("neural_adb", cfg.scale, root)
+    P = paths("neural_adb", cfg, root)
     c = type(cfg)(**{**cfg.to_dict(), "d": d, "K": K, **ABLATIONS.get(variant, {})})
-    stem = f"{setting}-{reward}-{method}-{variant}-d{d}-K{K}-n{n}-{run_key(c)}"
-    f = P.results/f"{stem}.parquet"
-    if f.exists(): return load_table(f)
-    inst = load_instances(cfg, d, K, n, root)
-    r = simulate(method, c, inst["theta"], inst["X"], reward, ckpt=P.checkpoints/f"{stem}.safetensors", progress=progress, device=device)
-    df = to_frame(r, setting=setting, variant=variant, d=d, K=K); save_table(df, f); return df
+    cache, stem = run_cache(c, root), f"{setting}-{reward}-{method}-{variant}-d{d}-K{K}-n{n}"
+    def run():
+        inst = load_instances(cfg, d, K, n, root)
+        r = simulate(method, c, inst["theta"], inst["X"], reward, ckpt=P.checkpoints/f"{stem}-{cache.key}.safetensors",
+                     progress=progress, device=device)
+        return to_frame(r, setting=setting, variant=variant, d=d, K=K)
+    return cache(stem, run, device=device)
 
 def plan(cfg: NeuralADBConfig) -> list[dict]:
     "Every run of the chain at this scale, main runs first."

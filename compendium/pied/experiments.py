@@ -11,20 +11,21 @@ import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
-from ..core.artifacts import paths, save_table, load_table, save_json, save_checkpoint, load_checkpoint, code_key
+from ..core.artifacts import paths, save_table, load_table, save_json
+from ..core.cache import Cache, cache_log, cache_summary
 from ..core.repro import get_device
 from .problems import PiedConfig, load_problems, readings, oscillator
 from .pied import (METHODS, meta_init, forward_ensemble, init_params, train, pied_designs, fist, mote,
                                   mote_setup, solve_ls, solve_pinn)
 
 # %% auto #0
-__all__ = ['config_key', 'ls_errors', 'run_rep']
+__all__ = ['rep_cache', 'ls_errors', 'run_rep', 'compute_rep']
 
 # %% ../../nbs/pied/03_experiments.ipynb #a5cabb0a
-def config_key(cfg: PiedConfig) -> str:
-    "A short hash of the configuration and of the method's code (ignoring nbdev's cell-id lines): cached results are reused only when both match."
-    import compendium.pied.pied as m, compendium.pied.problems as p
-    return code_key(cfg.to_dict(), m, p, run_rep)
+def rep_cache(cfg: PiedConfig, root=None) -> Cache:
+    "The cache of the repetitions at `cfg`: keyed by the configuration, the code this module imports and the test problems."
+    return Cache.for_chain("pied", cfg, modules="compendium.pied.experiments", root=root,
+                           files=[paths("pied", cfg, root, make=False).data/f"test_problems_seed{cfg.seed}.json"])
 
 def ls_errors(X: np.ndarray, beta: np.ndarray, eps: np.ndarray, cfg: PiedConfig, seed: int) -> np.ndarray:
     "Least-squares errors ||beta_hat - beta|| of one design X on test problems beta (n, 2) with reading noise eps (n, |X|)."
@@ -34,30 +35,25 @@ def ls_errors(X: np.ndarray, beta: np.ndarray, eps: np.ndarray, cfg: PiedConfig,
 
 def run_rep(cfg: PiedConfig, rep: int, device=None, root=None, progress: bool = True) -> dict:
     "Run (or load) repetition `rep`: returns its tables errors, curves, designs, c4 (and landscape for rep 0)."
-    P, key = paths("pied", cfg.scale, root), config_key(cfg)
-    out_f = {k: P.results/f"{k}-rep{rep}-{key}.parquet" for k in ("errors", "curves", "designs", "c4", "landscape")}
-    need = [k for k in out_f if k != "landscape" or rep == 0]
-    if all(out_f[k].exists() for k in need): return {k: load_table(out_f[k]) for k in need}
+    cache = rep_cache(cfg, root)
+    return cache(f"rep{rep}", lambda: compute_rep(cfg, rep, cache, device, root, progress), kind="tables", device=device)
+
+def compute_rep(cfg: PiedConfig, rep: int, cache: Cache, device=None, root=None, progress: bool = True) -> dict:
+    "The tables of repetition `rep`; its meta-initialisation and forward ensemble are entries of `cache` too."
+    P, key = paths("pied", cfg, root), cache.key
     seed_r = cfg.seed + rep; ck = lambda name: str(P.checkpoints/f"{name}-rep{rep}-{key}.safetensors")
-    # phase 1: meta-init (cached as a file, checkpointed per round)
-    f_meta = P.results/f"meta-rep{rep}-{key}.safetensors"
-    t0 = time.time()
-    if f_meta.exists():
-        arr, meta = load_checkpoint(f_meta); theta_SI = {k: v.to(device) for k, v in arr.items()}; t_meta = meta["seconds"]
-    else:
-        theta_SI, _ = meta_init(cfg, seed_r, device, ckpt=ck("meta"), progress=progress); t_meta = time.time() - t0
-        save_checkpoint(f_meta, theta_SI, {"seconds": t_meta})
-    # phase 2: forward ensemble from theta_SI (cached), and the same prior draws from a random init (claim C3)
-    f_fwd = P.results/f"forward-rep{rep}-{key}.safetensors"
-    t0 = time.time()
-    if f_fwd.exists():
-        arr, meta = load_checkpoint(f_fwd); t_fwd = meta["seconds"]
-        beta_E, hist_meta = arr.pop("beta").to(device), arr.pop("hist")
-        theta_E = {k: v.to(device) for k, v in arr.items()}
-    else:
-        theta_E, beta_E, hist_meta = forward_ensemble(theta_SI, cfg, seed_r, ckpt=ck("forward"), progress=progress)
-        t_fwd = time.time() - t0
-        save_checkpoint(f_fwd, {**theta_E, "beta": beta_E, "hist": hist_meta}, {"seconds": t_fwd})
+    # phase 1: meta-init (a cache entry, checkpointed per round)
+    arr, _ = cache(f"meta-rep{rep}", lambda: (meta_init(cfg, seed_r, device, ckpt=ck("meta"), progress=progress)[0], {}),
+                   kind="checkpoint", device=device)
+    theta_SI, t_meta = {k: v.to(device) for k, v in arr.items()}, cache.log[f"meta-rep{rep}"]["wall_s"]
+    # phase 2: forward ensemble from theta_SI (a cache entry), and the same prior draws from a random init (claim C3)
+    def forward():
+        theta_E, beta_E, hist = forward_ensemble(theta_SI, cfg, seed_r, ckpt=ck("forward"), progress=progress)
+        return {**theta_E, "beta": beta_E, "hist": hist}, {}
+    arr, _ = cache(f"forward-rep{rep}", forward, kind="checkpoint", device=device)
+    arr, t_fwd = dict(arr), cache.log[f"forward-rep{rep}"]["wall_s"]
+    beta_E, hist_meta = arr.pop("beta").to(device), arr.pop("hist")
+    theta_E = {k: v.to(device) for k, v in arr.items()}
     _, _, hist_rand = train(init_params(cfg.E, cfg, seed=seed_r + 1000, device=device), beta_E, cfg, cfg.c3_steps,
                             progress=progress, desc="forward, random init")
     steps = np.arange(1, cfg.c3_steps + 1)
@@ -102,5 +98,4 @@ def run_rep(cfg: PiedConfig, rep: int, device=None, root=None, progress: bool = 
         real2 = np.stack([ls_errors(x, tp["beta"], tp["eps"][:, :2], cfg, seed_r) for x in tqdm(pairs, desc="landscape", disable=not progress)])
         res["landscape"] = pd.DataFrame({"t1": pairs[:, 0], "t2": pairs[:, 1], "fist": f2, "ls_mean": real2.mean(1),
                                          "ls_median": np.median(real2, 1)})
-    for k, df in res.items(): save_table(df, out_f[k])
     return res

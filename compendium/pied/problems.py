@@ -202,14 +202,14 @@ def wave_test_problems(cfg: WaveConfig, rep: int) -> dict:
 # %% ../../nbs/pied/01_problems.ipynb #b5747850
 def save_problems(cfg: PiedConfig, root=None):
     "Save the test problems of every repetition of `cfg` as JSON under `data/pied/<scale>/`."
-    f = paths("pied", cfg.scale, root).data/f"test_problems_seed{cfg.seed}.json"
+    f = paths("pied", cfg, root).data/f"test_problems_seed{cfg.seed}.json"
     save_json({"seed": cfg.seed, "n_test": cfg.n_test, "reps": [dict(rep=r, **{k: v.tolist() for k, v in test_problems(cfg, r).items()})
                                                             for r in range(cfg.reps)]}, f)
     return f
 
 def load_problems(cfg: PiedConfig, rep: int, root=None) -> dict:
     "The saved test problems of repetition `rep` (beta (n_test, 2), eps (n_test, n_obs))."
-    f = paths("pied", cfg.scale, root, make=False).data/f"test_problems_seed{cfg.seed}.json"
+    f = paths("pied", cfg, root, make=False).data/f"test_problems_seed{cfg.seed}.json"
     d = load_json(f, "PIED test problems")
     if d["n_test"] != cfg.n_test or rep >= len(d["reps"]): raise MissingArtifact(f"{f} was made for another configuration; rerun 01_problems")
     return {k: np.asarray(d["reps"][rep][k]) for k in ("beta", "eps")}

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap, stack_module_state, jacrev
 from tqdm.auto import tqdm
-from ..core.artifacts import paths, save_table, load_table, save_checkpoint, load_checkpoint, code_key
+from ..core.artifacts import paths, save_table, load_table, save_checkpoint, load_checkpoint
+from ..core.cache import Cache, cache_log, cache_summary
 from ..core.repro import torch_generator
 from .problems import WAVE, WaveConfig, wave_fd, sensor_readings, wave_test_problems
 from .pied import adam_step, adam_train, reptile, unrolled_adam, repeat_params, optimise_design
@@ -23,7 +24,8 @@ from .pied import adam_step, adam_train, reptile, unrolled_adam, repeat_params, 
 __all__ = ['GRID_WAVE', 'WAVE_METHODS', 'WaveNet', 'side', 'w_apply', 'init_wave_params', 'wave_points', 'fold', 'speed', 'bump',
            'residuals', 'wave_u', 'obs_points', 'loss_one', 'losses', 'train_wave', 'sample_c', 'wave_meta_init',
            'wave_forward_ensemble', 'pinn_fit_error', 'wave_fist', 'wave_mote_setup', 'wave_mote', 'wave_mi',
-           'wave_designs', 'fd_model', 'solve_fd_ls', 'solve_wave_pinn', 'wave_key', 'run_wave_rep']
+           'wave_designs', 'fd_model', 'solve_fd_ls', 'solve_wave_pinn', 'wave_cache', 'run_wave_rep',
+           'compute_wave_rep']
 
 # %% ../../nbs/pied/05_wave.ipynb #b8d2b2ac
 class WaveNet(nn.Module):
@@ -275,28 +277,28 @@ def solve_wave_pinn(theta_SI: dict, X: np.ndarray, y: np.ndarray, pts: dict, cfg
 # %% ../../nbs/pied/05_wave.ipynb #42e4659e
 WAVE_METHODS = ("PIED-FIST", "PIED-MoTE", "MI", "Random", "Grid")
 
-def wave_key(cfg: WaveConfig) -> str:
-    "Cache key: configuration and the wave code (this module and the oracle)."
-    import compendium.pied.wave as m
-    return code_key(cfg.to_dict(), m, wave_fd, sensor_readings, wave_test_problems, optimise_design, adam_step, adam_train, reptile, unrolled_adam)
+def wave_cache(cfg: WaveConfig, root=None) -> Cache:
+    "The cache of the wave repetitions at `cfg`: keyed by the configuration and the code this module imports (oracle included)."
+    return Cache.for_chain("pied", cfg, modules="compendium.pied.wave", root=root)
 
 def run_wave_rep(cfg: WaveConfig, rep: int, device=None, root=None, progress: bool = True) -> dict:
     "Run (or load) repetition `rep` on the wave problem: tables errors, designs, fit."
-    P, key = paths("pied", cfg.scale, root), wave_key(cfg)
-    out_f = {k: P.results/f"wave-{k}-rep{rep}-{key}.parquet" for k in ("errors", "designs", "fit")}
-    if all(f.exists() for f in out_f.values()): return {k: load_table(f) for k, f in out_f.items()}
+    cache = wave_cache(cfg, root)
+    return cache(f"wave-rep{rep}", lambda: compute_wave_rep(cfg, rep, cache, device, root, progress), kind="tables", device=device)
+
+def compute_wave_rep(cfg: WaveConfig, rep: int, cache: Cache, device=None, root=None, progress: bool = True) -> dict:
+    "The tables of wave repetition `rep`; its meta-initialisation and forward ensemble are one entry of `cache` too."
+    P, key = paths("pied", cfg, root), cache.key
     seed_r = cfg.seed + rep; ck = lambda name: str(P.checkpoints/f"wave-{name}-rep{rep}-{key}.safetensors")
     pts = wave_points(cfg, seed=seed_r, device=device)
-    f_fwd = P.results/f"wave-forward-rep{rep}-{key}.safetensors"
-    if f_fwd.exists():
-        arr, meta = load_checkpoint(f_fwd); t_meta, t_fwd = meta["t_meta"], meta["t_fwd"]
-        beta_E = arr.pop("beta").to(device); theta_SI = {k[3:]: arr.pop(k).to(device) for k in list(arr) if k.startswith("SI.")}
-        theta_E = {k: v.to(device) for k, v in arr.items()}
-    else:
+    def phases():
         t0 = time.time(); theta_SI, _ = wave_meta_init(cfg, seed_r, pts, device, ckpt=ck("meta"), progress=progress); t_meta = time.time() - t0
         t0 = time.time(); theta_E, beta_E, _ = wave_forward_ensemble(theta_SI, cfg, seed_r, pts, ckpt=ck("forward"), progress=progress)
-        t_fwd = time.time() - t0
-        save_checkpoint(f_fwd, {**theta_E, "beta": beta_E, **{"SI." + k: v for k, v in theta_SI.items()}}, {"t_meta": t_meta, "t_fwd": t_fwd})
+        return {**theta_E, "beta": beta_E, **{"SI." + k: v for k, v in theta_SI.items()}}, {"t_meta": t_meta, "t_fwd": time.time() - t0}
+    arr, meta = cache(f"wave-forward-rep{rep}", phases, kind="checkpoint", device=device)
+    arr, t_meta, t_fwd = dict(arr), meta["t_meta"], meta["t_fwd"]
+    beta_E = arr.pop("beta").to(device); theta_SI = {k[3:]: arr.pop(k).to(device) for k in list(arr) if k.startswith("SI.")}
+    theta_E = {k: v.to(device) for k, v in arr.items()}
     fit = pd.DataFrame({"rep": rep, "member": np.arange(cfg.E), "c1": beta_E[:, 0].cpu().numpy(), "c2": beta_E[:, 1].cpu().numpy(),
                         "rel_l2": pinn_fit_error(theta_E, beta_E, cfg)})
     designs = wave_designs(cfg, seed_r, theta_E, beta_E, pts, progress)
@@ -314,6 +316,4 @@ def run_wave_rep(cfg: WaveConfig, rep: int, device=None, root=None, progress: bo
     rows = [dict(rep=rep, method=m, design=i, solver=s, test=j, c1=tp["c"][j, 0], c2=tp["c"][j, 1],
                  error=float(np.linalg.norm(e[n * cfg.n_test + j] - c_all[n * cfg.n_test + j])))
             for s, e in est.items() for n, (m, i, _) in enumerate(stack) for j in range(cfg.n_test)]
-    res = dict(errors=pd.DataFrame(rows), designs=dtab, fit=fit)
-    for k, df in res.items(): save_table(df, out_f[k])
-    return res
+    return dict(errors=pd.DataFrame(rows), designs=dtab, fit=fit)

@@ -181,7 +181,7 @@ def build_corpus(cfg: WaterDrumConfig, progress: bool = False) -> tuple[list[dic
 def save_corpus(cfg: WaterDrumConfig, rows: list[dict], tok, root=None) -> Path:
     "Save the rows (datasets) and the tokenizer under `data/waterdrum/<scale>/`."
     import datasets
-    d = paths("waterdrum", cfg.scale, root).data
+    d = paths("waterdrum", cfg, root).data
     datasets.Dataset.from_list(rows).save_to_disk(str(d/"corpus")); tok.save_pretrained(str(d/"tokenizer"))
     (d/"seed.txt").write_text(str(cfg.seed))
     return d
@@ -190,7 +190,7 @@ def load_corpus(cfg: WaterDrumConfig, root=None):
     "The saved corpus of `cfg` as a pandas DataFrame, and its tokenizer."
     import datasets
     from transformers import AutoTokenizer
-    d = paths("waterdrum", cfg.scale, root, make=False).data
+    d = paths("waterdrum", cfg, root, make=False).data
     if not (d/"corpus").exists(): raise MissingArtifact(f"missing WaterDrum corpus {d/'corpus'}; run nbs/waterdrum/01_data.ipynb first")
     if (d/"seed.txt").read_text().strip() != str(cfg.seed): raise MissingArtifact(f"the corpus in {d} is for another seed; rerun 01_data")
     df = datasets.load_from_disk(str(d/"corpus")).to_pandas()

@@ -8,7 +8,7 @@ Docs: https://compendium-dev.github.io/compendium/waterdrum/waterdrum.html.md"""
 from __future__ import annotations
 import numpy as np
 import torch
-from scipy.stats import rankdata
+from sklearn import metrics as skm
 from ..core.text import generate
 from .data import WaterDrumConfig, watermarker
 
@@ -107,15 +107,17 @@ def neg_log_ppl(lps: list[np.ndarray]) -> np.ndarray:
     return np.array([lp.mean() for lp in lps])
 
 # %% ../../nbs/waterdrum/02_waterdrum.ipynb #b303303a
-def auroc(retain: np.ndarray, forget: np.ndarray) -> float:
-    "P(a retain value > a forget value), ties counting one half."
-    r, f = np.asarray(retain, float), np.asarray(forget, float)
+def _labelled(retain, forget) -> tuple[np.ndarray, np.ndarray]:
+    "Labels (retain = 1) and scores of the two groups, one array each."
+    r, f = np.asarray(retain, float).reshape(-1), np.asarray(forget, float).reshape(-1)
     if len(r) == 0 or len(f) == 0: raise ValueError("auroc needs at least one retain and one forget value")
-    ranks = rankdata(np.concatenate([r, f]))
-    return float((ranks[:len(r)].sum() - len(r) * (len(r) + 1) / 2) / (len(r) * len(f)))
+    return np.r_[np.ones(len(r)), np.zeros(len(f))], np.r_[r, f]
+
+def auroc(retain: np.ndarray, forget: np.ndarray) -> float:
+    "P(a retain value > a forget value), ties counting one half (`sklearn.metrics.roc_auc_score`)."
+    return float(skm.roc_auc_score(*_labelled(retain, forget)))
 
 def roc_curve(retain: np.ndarray, forget: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    "False- and true-positive rates (retain = positive) over every threshold."
-    s = np.concatenate([retain, forget]); y = np.r_[np.ones(len(retain)), np.zeros(len(forget))]
-    o = np.argsort(-s, kind="stable"); tp = np.r_[0, np.cumsum(y[o])]; fp = np.r_[0, np.cumsum(1 - y[o])]
-    return fp / max(len(forget), 1), tp / max(len(retain), 1)
+    "False- and true-positive rates (retain = positive) at every distinct value (`sklearn.metrics.roc_curve`): tied values move together."
+    fpr, tpr, _ = skm.roc_curve(*_labelled(retain, forget), drop_intermediate=False)
+    return fpr, tpr

@@ -13,14 +13,15 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
-from ..core.artifacts import paths, save_table, load_table, save_json, Checkpointer, MissingArtifact, code_key
-from ..core.text import tiny_lm, train_lm, save_model, load_model
+from ..core.artifacts import paths, save_table, load_table, save_json, Checkpointer, MissingArtifact
+from ..core.cache import Cache, cache_log, cache_summary
+from ..core.text import tiny_lm, train_lm, train_loop, encode, collate, lm_loss, save_model, load_model
 from .data import WaterDrumConfig, load_corpus, watermarker
 from .metric import (split_doc, cont_tokens, continuations, waterdrum, q_scores, n_scored,
                                          rouge_l_recall, fact_recall, token_logprobs, min_k, neg_log_ppl)
 
 # %% auto #0
-__all__ = ['training_sets', 'calib_model', 'config_key', 'train_steps', 'fit', 'nll', 'kl_retain', 'unlearn_loss', 'unlearn',
+__all__ = ['training_sets', 'calib_model', 'unlearn_cache', 'train_steps', 'fit', 'nll', 'kl_retain', 'unlearn_loss', 'unlearn',
            'eval_docs', 'evaluate', 'run_all', 'load_lm']
 
 # %% ../../nbs/waterdrum/03_unlearning.ipynb #c4a7f5c8
@@ -42,10 +43,11 @@ def calib_model(p: float) -> str:
     return "retrain" if p == 0.0 else "original" if p == 1.0 else f"calib_{p:.2f}"
 
 # %% ../../nbs/waterdrum/03_unlearning.ipynb #8457190e
-def config_key(cfg: WaterDrumConfig) -> str:
-    "A short hash of the configuration and of the chain's code: cached models and results are reused only when both are the same."
-    import compendium.waterdrum.data as d, compendium.waterdrum.metric as m, compendium.waterdrum.unlearn as u
-    return code_key(cfg.to_dict(), d, m, u)   # nbdev's cell-id lines are left out, so a rebuilt notebook keeps its cache
+def unlearn_cache(cfg: WaterDrumConfig, root=None, sub: str = "results") -> Cache:
+    "The cache of this notebook (`sub`: `results` for the metrics, `models` for the models): keyed by the configuration, the code this module imports and the corpus."
+    d = paths("waterdrum", cfg, root, make=False).data
+    return Cache.for_chain("waterdrum", cfg, modules="compendium.waterdrum.unlearn", root=root, sub=sub,
+                           files=[d/"corpus", d/"tokenizer", d/"seed.txt"])
 
 def train_steps(cfg: WaterDrumConfig, n_docs: int) -> int:
     "Optimiser steps of `cfg.epochs` passes over `n_docs` documents."
@@ -53,28 +55,21 @@ def train_steps(cfg: WaterDrumConfig, n_docs: int) -> int:
 
 def fit(cfg: WaterDrumConfig, name: str, texts: list[str], tok, root=None, progress: bool = True):
     "Train (or load, when already trained) the model `name` on `texts`; return it."
-    P = paths("waterdrum", cfg.scale, root); key = config_key(cfg)
-    out = P.run/"models"/f"{name}-{key}"
-    if (out/"config.json").exists(): return load_model(out)[0]
-    model = tiny_lm(tok.vocab_size, d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads, max_len=256, seed=cfg.seed, tok=tok)
-    ck = P.checkpoints/f"{name}-{key}.safetensors"
-    train_lm(model, tok, texts, steps=train_steps(cfg, len(texts)), batch_size=cfg.batch_size, seq_len=128, lr=cfg.lr,
-             seed=cfg.seed, ckpt=ck, ckpt_every=cfg.ckpt_every, progress=progress)
-    save_model(model, tok, out); Checkpointer(ck).clear(); ck.with_suffix(".opt").unlink(missing_ok=True)
-    return model
+    P, cache = paths("waterdrum", cfg, root), unlearn_cache(cfg, root, "models")
+    ck = P.checkpoints/f"{name}-{cache.key}.safetensors"
+    def train(out: Path):
+        model = tiny_lm(tok.vocab_size, d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads, max_len=256, seed=cfg.seed, tok=tok)
+        train_lm(model, tok, texts, steps=train_steps(cfg, len(texts)), batch_size=cfg.batch_size, seq_len=128, lr=cfg.lr,
+                 seed=cfg.seed, ckpt=ck, ckpt_every=cfg.ckpt_every, progress=progress)
+        save_model(model, tok, out)
+    out = cache(name, train, kind="dir")     # a model folder without its sidecar (not trained yet, or its save cut short): trained again
+    Checkpointer(ck).clear()
+    return load_model(out)[0]
 
 # %% ../../nbs/waterdrum/03_unlearning.ipynb #aa44044d
-def _enc(tok, texts):
-    return [[tok.bos_token_id] + tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for t in texts]
-
-def _pad(rows, pad_id):
-    L = max(map(len, rows)); x = torch.full((len(rows), L), pad_id); m = torch.zeros_like(x)
-    for i, r in enumerate(rows): x[i, :len(r)] = torch.tensor(r); m[i, :len(r)] = 1
-    return x, m
-
 def nll(model, x, m) -> torch.Tensor:
     "ell(B): the token-averaged negative log-likelihood of a padded batch."
-    return model(input_ids=x, attention_mask=m, labels=x.masked_fill(m == 0, -100)).loss
+    return lm_loss(model, x, m)
 
 def kl_retain(model, ref, x, m) -> torch.Tensor:
     "The mean over tokens of KL(p_ref(.|x_<t) || p_model(.|x_<t)) on a retain batch."
@@ -92,19 +87,21 @@ def unlearn_loss(method: str, model, ref, bf, br) -> torch.Tensor:
     raise ValueError(f"unknown unlearning method {method!r}; choose FT, GA, GD or KL")
 
 def unlearn(model, tok, forget: list[str], retain: list[str], method: str, epochs: int, lr: float, batch_size: int = 8,
-            seed: int = 0, progress: bool = True):
-    "Unlearn `forget` from a copy of `model` with `method`; FT passes over `retain`, the others over `forget`. Return the copy."
+            seed: int = 0, ckpt=None, ckpt_every: int = 100, progress: bool = True, callback=None):
+    """Unlearn `forget` from a copy of `model` with `method` on the shared training loop (`train_loop`: checkpoints to
+    `ckpt`, resumes from it, moves the batches to the model's device); FT passes over `retain`, the others over `forget`."""
     import copy
-    ref = model.eval(); theta = copy.deepcopy(model).train()
-    opt = torch.optim.AdamW(theta.parameters(), lr=lr, weight_decay=0.0)
-    ef, er = _enc(tok, forget), _enc(tok, retain); g = torch.Generator().manual_seed(seed)
-    base = er if method == "FT" else ef
-    steps = epochs * math.ceil(len(base) / batch_size)
-    for s in tqdm(range(steps), desc=f"unlearn {method}", disable=not progress):
-        fi = torch.randint(len(ef), (batch_size,), generator=g).tolist(); ri = torch.randint(len(er), (batch_size,), generator=g).tolist()
-        loss = unlearn_loss(method, theta, ref, _pad([ef[i] for i in fi], tok.pad_token_id), _pad([er[i] for i in ri], tok.pad_token_id))
-        opt.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_norm_(theta.parameters(), 1.0); opt.step()
+    if method not in ("FT", "GA", "GD", "KL"): raise ValueError(f"unknown unlearning method {method!r}; choose FT, GA, GD or KL")
+    ref = model.eval(); theta = copy.deepcopy(model)
+    ef, er = encode(tok, forget), encode(tok, retain); g = torch.Generator().manual_seed(seed)
+    steps = epochs * math.ceil(len(er if method == "FT" else ef) / batch_size)
+    draws = [(torch.randint(len(ef), (batch_size,), generator=g).tolist(), torch.randint(len(er), (batch_size,), generator=g).tolist())
+             for _ in range(steps)]                                      # drawn up front: step s's batch is the same after a resume
+    def batch(s): fi, ri = draws[s]; return collate(tok, [ef[i] for i in fi]), collate(tok, [er[i] for i in ri])
+    train_loop(theta, lambda th, b: unlearn_loss(method, th, ref, *b), batch, steps, lr, weight_decay=0.0,
+               ckpt=ckpt, ckpt_every=ckpt_every, progress=progress, callback=callback, desc=f"unlearn {method}")
     return theta.eval()
+
 
 # %% ../../nbs/waterdrum/03_unlearning.ipynb #c20ac4e1
 def eval_docs(cfg: WaterDrumConfig, df: pd.DataFrame) -> pd.DataFrame:
@@ -136,26 +133,27 @@ def evaluate(cfg: WaterDrumConfig, model, tok, docs: pd.DataFrame, wm, all_keys:
 # %% ../../nbs/waterdrum/03_unlearning.ipynb #a6cb36cc
 def run_all(cfg: WaterDrumConfig, df: pd.DataFrame, tok, root=None, progress: bool = True) -> pd.DataFrame:
     "Train / retrain / unlearn every model of `cfg` and evaluate each; return one long table (model x document)."
-    P = paths("waterdrum", cfg.scale, root); key = config_key(cfg)
+    P, cache = paths("waterdrum", cfg, root), unlearn_cache(cfg, root); key = cache.key
     sets, docs, wm = training_sets(cfg, df), eval_docs(cfg, df), watermarker(tok, kappa=cfg.kappa, k_p=cfg.k_p)
     own = df[df.kind.isin(["owner", "control"])]
     forget, retain = own[own.owner == cfg.forget_owner].text.tolist(), own[own.owner != cfg.forget_owner].text.tolist()
     jobs = list(sets) + [f"unlearn_{m}" for m in cfg.methods]
     frames, timing = [], {}
     for name in tqdm(jobs, desc="models", disable=not progress):
-        f = P.results/f"eval-{name}-{key}.parquet"
-        if f.exists(): frames.append(load_table(f)); continue
-        t0 = time.time()
-        if name.startswith("unlearn_"):
-            base = fit(cfg, "original", sets["original"], tok, root, progress)
-            model = unlearn(base, tok, forget, retain, name[8:], cfg.ft_epochs if name == "unlearn_FT" else cfg.unlearn_epochs,
-                            cfg.unlearn_lr, batch_size=cfg.batch_size if name == "unlearn_FT" else 8, seed=cfg.seed, progress=progress)
-        else:
-            model = fit(cfg, name, sets[name], tok, root, progress)
-        t1 = time.time()
-        ev = evaluate(cfg, model, tok, docs, wm, all_keys=name == "original").assign(model=name, train_s=t1 - t0, eval_s=0.0)
-        ev["eval_s"] = time.time() - t1
-        save_table(ev, f); frames.append(ev)
+        def run():                                   # one cache entry per model: its metrics (the models it trains are entries too)
+            t0 = time.time()
+            if name.startswith("unlearn_"):
+                base = fit(cfg, "original", sets["original"], tok, root, progress)
+                model = unlearn(base, tok, forget, retain, name[8:], cfg.ft_epochs if name == "unlearn_FT" else cfg.unlearn_epochs,
+                                cfg.unlearn_lr, batch_size=cfg.batch_size if name == "unlearn_FT" else 8, seed=cfg.seed,
+                                ckpt=P.checkpoints/f"{name}-{key}.safetensors", ckpt_every=cfg.ckpt_every, progress=progress)
+            else:
+                model = fit(cfg, name, sets[name], tok, root, progress)
+            t1 = time.time()
+            ev = evaluate(cfg, model, tok, docs, wm, all_keys=name == "original").assign(model=name, train_s=t1 - t0, eval_s=0.0)
+            ev["eval_s"] = time.time() - t1
+            return ev
+        frames.append(cache(f"eval-{name}", run)); Checkpointer(P.checkpoints/f"{name}-{key}.safetensors").clear()
     return pd.concat(frames, ignore_index=True)
 
 # %% ../../nbs/waterdrum/03_unlearning.ipynb #138d4ef9
