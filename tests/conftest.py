@@ -1,6 +1,8 @@
-"""Shared fixtures. Network: pytest-socket (see pyproject addopts) lets this process connect to loopback only; every
-kernel and subprocess inherits the hub-offline variables that `compendium.core` sets."""
-import os, shutil
+"""Shared fixtures. Network: pytest-socket (see pyproject addopts) lets this process connect to
+loopback only; every kernel and subprocess inherits the hub-offline variables that `compendium.core`
+sets."""
+
+import os
 from pathlib import Path
 import pytest
 
@@ -16,4 +18,12 @@ def root() -> Path:
 
 def tree_digest(path: Path) -> dict:
     "name -> (size, mtime_ns) of every file under `path` (to prove a run did not touch it)."
-    return {str(p.relative_to(path)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(path.rglob("*")) if p.is_file()} if path.exists() else {}
+    return (
+        {
+            str(p.relative_to(path)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(path.rglob("*"))
+            if p.is_file()
+        }
+        if path.exists()
+        else {}
+    )

@@ -23,7 +23,12 @@ __all__ = ['METHODS', 'sherman_morrison', 'mahalanobis', 'beta', 'reward_width',
 def sherman_morrison(Vinv: np.ndarray, x: np.ndarray) -> np.ndarray:
     "$(V + x x^T)^{-1}$ from $V^{-1}$ (`Vinv`: (..., d, d), `x`: (..., d))."
     Vx = np.einsum("...ij,...j->...i", Vinv, x)
-    return Vinv - np.einsum("...i,...j->...ij", Vx, Vx) / (1.0 + np.einsum("...i,...i->...", x, Vx))[..., None, None]
+    return (
+        Vinv
+        - np.einsum("...i,...j->...ij", Vx, Vx)
+        / (1.0 + np.einsum("...i,...i->...", x, Vx))[..., None, None]
+    )
+
 
 def mahalanobis(x: np.ndarray, Vinv: np.ndarray) -> np.ndarray:
     "$\\|x\\|_{V^{-1}} = \\sqrt{x^T V^{-1} x}$, batched."
@@ -32,201 +37,363 @@ def mahalanobis(x: np.ndarray, Vinv: np.ndarray) -> np.ndarray:
 # %% ../../nbs/cobra/02_cobra.ipynb #7aa28ed9
 def beta(n, d: int, lam: float, sigma: float, S: float, conf: float):
     "The ridge confidence radius $\\beta_n$ after `n` observations."
-    return sigma * np.sqrt(2 * math.log(1 / conf) + d * np.log1p(np.asarray(n, float) / (lam * d))) + math.sqrt(lam) * S
+    return (
+        sigma * np.sqrt(2 * math.log(1 / conf) + d * np.log1p(np.asarray(n, float) / (lam * d)))
+        + math.sqrt(lam) * S
+    )
+
 
 def reward_width(n, t, N: int, sigma: float, conf: float):
     "Width $w(n,t)$ of the confidence bound on a sum of `n` observed rewards at round `t`."
     return sigma * np.sqrt(2 * np.asarray(n, float) * math.log(N * max(t, 2) ** 2 / conf))
 
 # %% ../../nbs/cobra/02_cobra.ipynb #17af9cef
-def loom_violated(promised: np.ndarray, delivered: np.ndarray, n: np.ndarray, t: int, N: int, sigma: float, conf: float) -> np.ndarray:
-    "The LOOM test: does the sum of leave-one-out LCBs exceed the observed rewards plus their width?"
+def loom_violated(
+    promised: np.ndarray,
+    delivered: np.ndarray,
+    n: np.ndarray,
+    t: int,
+    N: int,
+    sigma: float,
+    conf: float,
+) -> np.ndarray:
+    """The LOOM test: does the sum of leave-one-out LCBs
+    exceed the observed rewards plus their width?"""
     return promised > delivered + reward_width(n, t, N, sigma, conf)
 
 # %% ../../nbs/cobra/02_cobra.ipynb #6f3fcb5d
 METHODS = {  # name: (estimator, selection, elimination)
-    "LinUCB": ("pooled", "ucb", None), "LinTS": ("pooled", "ts", None), "OptGTM": ("agent", "ucb", "optgtm"),
-    "COBRA-UCB": ("pooled", "ucb", "loom"), "COBRA-TS": ("pooled", "ts", "loom"),
+    "LinUCB": ("pooled", "ucb", None),
+    "LinTS": ("pooled", "ts", None),
+    "OptGTM": ("agent", "ucb", "optgtm"),
+    "COBRA-UCB": ("pooled", "ucb", "loom"),
+    "COBRA-TS": ("pooled", "ts", "loom"),
 }
+
 
 @dataclass
 class SimResult:
     "What one method did in a batch of B environments."
+
     method: str
-    t: np.ndarray           # (P,) rounds at which the curves are recorded
-    regret: np.ndarray      # (B, P) cumulative regret at those rounds
+    t: np.ndarray  # (P,) rounds at which the curves are recorded
+    regret: np.ndarray  # (B, P) cumulative regret at those rounds
     selections: np.ndarray  # (B, P, N) cumulative selections of each agent
     eliminated: np.ndarray  # (B, N) round of elimination (-1: never)
-    seed: np.ndarray        # (B,) seed of each environment
-    delta: np.ndarray       # (B,) lie size of each environment
+    seed: np.ndarray  # (B,) seed of each environment
+    delta: np.ndarray  # (B,) lie size of each environment
+
 
 def _inverses(G, active, lam):
     "Exact pooled and leave-one-out inverses from the per-agent Gram matrices (active agents only)."
-    d = G.shape[-1]; Ga = G * active[..., None, None]
+    d = G.shape[-1]
+    Ga = G * active[..., None, None]
     V = lam * np.eye(d) + Ga.sum(1)
     return np.linalg.inv(V), np.linalg.inv(V[:, None] - Ga)
 
-def true_mean(xs: np.ndarray, theta: np.ndarray, reward: str = "linear") -> np.ndarray:
-    "The expected reward of true features `xs` (B, N, d): linear $\\langle\\theta^*, x\\rangle$ or square $\\langle\\theta^*, x\\rangle^2$."
-    z = np.einsum("bnd,bd->bn", xs, theta)
-    return z if reward == "linear" else z ** 2
 
-def lie(xs: np.ndarray, theta: np.ndarray, u: np.ndarray, delta: np.ndarray, liars, reward: str = "linear") -> np.ndarray:
-    "The liars' reports: along `u` for a linear reward; along $\\mathrm{sign}(\\langle\\theta^*, x^*\\rangle)\\,u$ for the square reward (what raises it)."
-    if reward == "linear": return report(xs, u, delta, liars)
+def true_mean(xs: np.ndarray, theta: np.ndarray, reward: str = "linear") -> np.ndarray:
+    """The expected reward of true features `xs` (B, N, d): linear
+    $\\langle\\theta^*, x\\rangle$ or square $\\langle\\theta^*, x\\rangle^2$."""
+    z = np.einsum("bnd,bd->bn", xs, theta)
+    return z if reward == "linear" else z**2
+
+
+def lie(
+    xs: np.ndarray,
+    theta: np.ndarray,
+    u: np.ndarray,
+    delta: np.ndarray,
+    liars,
+    reward: str = "linear",
+) -> np.ndarray:
+    """The liars' reports: along `u` for a linear reward; along $\\mathrm{sign}(\\langle\\theta^*,
+    x^*\\rangle)\\,u$ for the square reward (what raises it)."""
+    if reward == "linear":
+        return report(xs, u, delta, liars)
     x = xs.copy()
-    for l in liars: x[:, l] += (delta * np.sign(np.einsum("bd,bd->b", xs[:, l], theta)))[:, None] * u
+    for l in liars:
+        x[:, l] += (delta * np.sign(np.einsum("bd,bd->b", xs[:, l], theta)))[:, None] * u
     return x
 
-def _loo_stats(features, st, active, t):
-    "Leave-one-out Gram matrices and moment vectors in each agent's own leave-one-out feature space, from the history."
-    Ah, N = st["Ah"][:, :t], active.shape[1]
-    M = np.take_along_axis(active, Ah, 1)[:, None, :] & (Ah[:, None, :] != np.arange(N)[None, :, None])   # (B, N, t)
-    Pl = features.loo(st["Xh"][:, :t])                                    # (B, N, t, m)
-    return np.einsum("bat,bati,batj->baij", M, Pl, Pl), np.einsum("bat,bt,bati->bai", M, st["Rh"][:, :t], Pl)
 
-def simulate(method: str, cfg: CobraConfig, theta: np.ndarray, u: np.ndarray, deltas=None, liars=None,
-             control: bool = False, T: int | None = None, ckpt: str | Path | None = None, progress: bool = True,
-             stop_after: int | None = None, reward: str = "linear", features=None, name: str | None = None) -> SimResult:
-    "Play `method` for `T` rounds in every (seed, delta) environment; resume from `ckpt` if it exists."
-    if method not in METHODS: raise ConfigError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-    if reward not in ("linear", "square"): raise ConfigError(f"unknown reward {reward!r}; use linear or square")
+def _loo_stats(features, st, active, t):
+    """Leave-one-out Gram matrices and moment vectors in each
+    agent's own leave-one-out feature space, from the history."""
+    Ah, N = st["Ah"][:, :t], active.shape[1]
+    # (B, N, t)
+    M = np.take_along_axis(active, Ah, 1)[:, None, :] & (
+        Ah[:, None, :] != np.arange(N)[None, :, None]
+    )
+    Pl = features.loo(st["Xh"][:, :t])  # (B, N, t, m)
+    return np.einsum("bat,bati,batj->baij", M, Pl, Pl), np.einsum(
+        "bat,bt,bati->bai", M, st["Rh"][:, :t], Pl
+    )
+
+
+def simulate(
+    method: str,
+    cfg: CobraConfig,
+    theta: np.ndarray,
+    u: np.ndarray,
+    deltas=None,
+    liars=None,
+    control: bool = False,
+    T: int | None = None,
+    ckpt: str | Path | None = None,
+    progress: bool = True,
+    stop_after: int | None = None,
+    reward: str = "linear",
+    features=None,
+    name: str | None = None,
+) -> SimResult:
+    """Play `method` for `T` rounds in every (seed, delta)
+    environment; resume from `ckpt` if it exists."""
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if reward not in ("linear", "square"):
+        raise ConfigError(f"unknown reward {reward!r}; use linear or square")
     est, sel, elim = METHODS[method]
-    if features is not None and (est, sel) != ("pooled", "ucb"): raise ConfigError(f"{method} has no neural variant (LinUCB and COBRA-UCB do)")
-    T = T or cfg.T; deltas = np.asarray(cfg.deltas if deltas is None else deltas, float)
+    if features is not None and (est, sel) != ("pooled", "ucb"):
+        raise ConfigError(f"{method} has no neural variant (LinUCB and COBRA-UCB do)")
+    T = T or cfg.T
+    deltas = np.asarray(cfg.deltas if deltas is None else deltas, float)
     liars = tuple(cfg.liars if liars is None else liars)
-    S, D = len(theta), len(deltas); B, N, d0 = S * D, cfg.N, theta.shape[1]
-    d = features.dim if features is not None else d0                    # dimension the estimators work in
-    si = np.repeat(np.arange(S), D); delta = np.tile(deltas, S)          # environment b = (seed si[b], delta[b])
+    S, D = len(theta), len(deltas)
+    B, N, d0 = S * D, cfg.N, theta.shape[1]
+    d = features.dim if features is not None else d0  # dimension the estimators work in
+    # environment b = (seed si[b], delta[b])
+    si = np.repeat(np.arange(S), D)
+    delta = np.tile(deltas, S)
     th, uu = theta[si], u[si]
     P = np.linspace(T / cfg.curve_points, T, cfg.curve_points).round().astype(int)
     bidx = np.arange(B)
     ck = Checkpointer(ckpt, cfg.ckpt_every)
     if (got := ck.load()) is not None:
         st, meta = got
-        if meta.get("method") != method or st["G"].shape != (B, N, d, d): raise ConfigError(f"checkpoint {ckpt} is for another run; delete it")
+        if meta.get("method") != method or st["G"].shape != (B, N, d, d):
+            raise ConfigError(f"checkpoint {ckpt} is for another run; delete it")
         t0 = meta["step"]
     else:
         t0 = 0
-        st = dict(G=np.zeros((B, N, d, d)), bv=np.zeros((B, N, d)), n=np.zeros((B, N)), active=np.ones((B, N), bool),
-                  promised=np.zeros((B, N)), delivered=np.zeros((B, N)), elim=np.full((B, N), -1),
-                  regret=np.zeros(B), sel=np.zeros((B, N)), curve_r=np.zeros((B, len(P))), curve_s=np.zeros((B, len(P), N)))
-        if features is not None:                                        # the history a feature map is refitted on
-            st.update(Xh=np.zeros((B, T, d0), np.float32), Ah=np.zeros((B, T), np.int64), Rh=np.zeros((B, T), np.float32))
-        if getattr(features, "loo_agents", 0): st.update(G_loo=np.zeros((B, N, d, d)), b_loo=np.zeros((B, N, d)))
-    loo_rep = elim == "loom" and getattr(features, "loo_agents", 0) == N     # leave-one-out representations too
-    if features is not None and t0: features.load_state({k[3:]: v for k, v in st.items() if k.startswith("nn.")})
+        st = dict(
+            G=np.zeros((B, N, d, d)),
+            bv=np.zeros((B, N, d)),
+            n=np.zeros((B, N)),
+            active=np.ones((B, N), bool),
+            promised=np.zeros((B, N)),
+            delivered=np.zeros((B, N)),
+            elim=np.full((B, N), -1),
+            regret=np.zeros(B),
+            sel=np.zeros((B, N)),
+            curve_r=np.zeros((B, len(P))),
+            curve_s=np.zeros((B, len(P), N)),
+        )
+        if features is not None:  # the history a feature map is refitted on
+            st.update(
+                Xh=np.zeros((B, T, d0), np.float32),
+                Ah=np.zeros((B, T), np.int64),
+                Rh=np.zeros((B, T), np.float32),
+            )
+        if getattr(features, "loo_agents", 0):
+            st.update(G_loo=np.zeros((B, N, d, d)), b_loo=np.zeros((B, N, d)))
+    # leave-one-out representations too
+    loo_rep = elim == "loom" and getattr(features, "loo_agents", 0) == N
+    if features is not None and t0:
+        features.load_state({k[3:]: v for k, v in st.items() if k.startswith("nn.")})
     G, bv, n, active = st["G"], st["bv"], st["n"], st["active"]
     lamI = cfg.lam * np.eye(d)
     bar = tqdm(total=T, initial=t0, desc=method, disable=not progress, leave=False, mininterval=1)
     for blk in range(t0 // cfg.block, T // cfg.block):
         tb = blk * cfg.block
-        if features is not None and tb and blk % features.every == 0:  # refit the feature map, re-express the data in it
+        # refit the feature map, re-express the data in it
+        if features is not None and tb and blk % features.every == 0:
             keep = np.take_along_axis(active, st["Ah"][:, :tb], 1)
             features.refit(st["Xh"][:, :tb], st["Rh"][:, :tb], keep, agents=st["Ah"][:, :tb])
-            Ph = features(st["Xh"][:, :tb])                              # (B, tb, m)
-            if loo_rep: st["G_loo"][:], st["b_loo"][:] = _loo_stats(features, st, active, tb)
-            onehot = np.eye(N)[st["Ah"][:, :tb]]                          # (B, tb, N)
-            G[:] = np.einsum("btn,bti,btj->bnij", onehot, Ph, Ph); bv[:] = np.einsum("btn,bt,bti->bni", onehot, st["Rh"][:, :tb], Ph)
+            Ph = features(st["Xh"][:, :tb])  # (B, tb, m)
+            if loo_rep:
+                st["G_loo"][:], st["b_loo"][:] = _loo_stats(features, st, active, tb)
+            onehot = np.eye(N)[st["Ah"][:, :tb]]  # (B, tb, N)
+            G[:] = np.einsum("btn,bti,btj->bnij", onehot, Ph, Ph)
+            bv[:] = np.einsum("btn,bt,bti->bni", onehot, st["Rh"][:, :tb], Ph)
         # fresh exact inverses at each block start (no drift from the rank-one updates)
-        if est == "pooled": Vinv, Vinv_loo = _inverses(G, active, cfg.lam)
-        if loo_rep: Vinv_loo = np.linalg.inv(lamI + st["G_loo"])
-        if est != "pooled": Vinv_a = np.linalg.inv(lamI + G)
+        if est == "pooled":
+            Vinv, Vinv_loo = _inverses(G, active, cfg.lam)
+        if loo_rep:
+            Vinv_loo = np.linalg.inv(lamI + st["G_loo"])
+        if est != "pooled":
+            Vinv_a = np.linalg.inv(lamI + G)
         draws = [draw_block(cfg.seed + s, blk, cfg.block, N, d0, control) for s in range(S)]
-        Xs = np.stack([dr["x"] for dr in draws], 1)[:, si]                # (block, B, N, d) true features
-        eta = np.stack([dr["eta"] for dr in draws], 1)[:, si]; Z = np.stack([dr["z"] for dr in draws], 1)[:, si]
+        Xs = np.stack([dr["x"] for dr in draws], 1)[:, si]  # (block, B, N, d) true features
+        eta = np.stack([dr["eta"] for dr in draws], 1)[:, si]
+        Z = np.stack([dr["z"] for dr in draws], 1)[:, si]
         for k in range(cfg.block):
             t = blk * cfg.block + k + 1
-            xs = Xs[k]; xr = lie(xs, th, uu, delta, liars, reward)       # true and reported features (B, N, d)
-            x = features(xr) if features is not None else xr              # what the estimators see: phi(reported)
+            # true and reported features (B, N, d)
+            xs = Xs[k]
+            xr = lie(xs, th, uu, delta, liars, reward)
+            # what the estimators see: phi(reported)
+            x = features(xr) if features is not None else xr
             if est == "pooled":
                 b_pool = (bv * active[..., None]).sum(1)
                 theta_hat = np.einsum("bij,bj->bi", Vinv, b_pool)
                 bt = beta((n * active).sum(1), d, cfg.lam, cfg.sigma, cfg.S, cfg.conf)
                 if sel == "ucb":
-                    score = np.einsum("bnd,bd->bn", x, theta_hat) + bt[:, None] * mahalanobis(x, Vinv[:, None])
+                    score = np.einsum("bnd,bd->bn", x, theta_hat) + bt[:, None] * mahalanobis(
+                        x, Vinv[:, None]
+                    )
                 else:
                     L = np.linalg.cholesky(Vinv)
                     th_s = theta_hat + cfg.ts_scale * bt[:, None] * np.einsum("bij,bj->bi", L, Z[k])
                     score = np.einsum("bnd,bd->bn", x, th_s)
-            else:                                                          # OptGTM: one estimator per agent
+            else:  # OptGTM: one estimator per agent
                 theta_a = np.einsum("bnij,bnj->bni", Vinv_a, bv)
                 bt_a = beta(n, d, cfg.lam, cfg.sigma, cfg.S, cfg.conf)
                 score = np.einsum("bnd,bnd->bn", x, theta_a) + bt_a * mahalanobis(x, Vinv_a)
-            a = np.where(active, score, -np.inf).argmax(1)                 # the selected agent, per environment
+            a = np.where(active, score, -np.inf).argmax(1)  # the selected agent, per environment
             xa = x[bidx, a]
             mean_true = true_mean(xs, th, reward)
-            r = mean_true[bidx, a] + cfg.sigma * eta[k]                    # reward of the TRUE features
+            r = mean_true[bidx, a] + cfg.sigma * eta[k]  # reward of the TRUE features
             st["regret"] += mean_true.max(1) - mean_true[bidx, a]
             st["sel"][bidx, a] += 1
-            if features is not None: st["Xh"][:, t - 1], st["Ah"][:, t - 1], st["Rh"][:, t - 1] = xr[bidx, a], a, r
+            if features is not None:
+                st["Xh"][:, t - 1], st["Ah"][:, t - 1], st["Rh"][:, t - 1] = xr[bidx, a], a, r
             # ---- the elimination test for the selected agent, with estimates from rounds < t
-            if loo_rep:                                                    # phi_{-a'}(x_{a_t}) for every a'
-                xl = features.loo(xr[bidx, a][:, None])[:, :, 0]; xa_loo = xl[bidx, a]
+            if loo_rep:  # phi_{-a'}(x_{a_t}) for every a'
+                xl = features.loo(xr[bidx, a][:, None])[:, :, 0]
+                xa_loo = xl[bidx, a]
             if elim == "loom":
                 Vl = Vinv_loo[bidx, a]
-                th_loo = np.einsum("bij,bj->bi", Vl, st["b_loo"][bidx, a] if loo_rep else b_pool - bv[bidx, a])
-                if loo_rep: xa = xa_loo
+                th_loo = np.einsum(
+                    "bij,bj->bi", Vl, st["b_loo"][bidx, a] if loo_rep else b_pool - bv[bidx, a]
+                )
+                if loo_rep:
+                    xa = xa_loo
                 n_loo = (n * active).sum(1) - n[bidx, a]
-                lcb = np.einsum("bd,bd->b", xa, th_loo) - beta(n_loo, d, cfg.lam, cfg.sigma, cfg.S, cfg.conf) * mahalanobis(xa, Vl)
+                lcb = np.einsum("bd,bd->b", xa, th_loo) - beta(
+                    n_loo, d, cfg.lam, cfg.sigma, cfg.S, cfg.conf
+                ) * mahalanobis(xa, Vl)
             elif elim == "optgtm":
-                lcb = np.einsum("bd,bd->b", xa, theta_a[bidx, a]) - bt_a[bidx, a] * mahalanobis(xa, Vinv_a[bidx, a])
+                lcb = np.einsum("bd,bd->b", xa, theta_a[bidx, a]) - bt_a[bidx, a] * mahalanobis(
+                    xa, Vinv_a[bidx, a]
+                )
             # ---- update the estimators with the reported features
             xa = x[bidx, a]
-            G[bidx, a] += np.einsum("bi,bj->bij", xa, xa); bv[bidx, a] += r[:, None] * xa; n[bidx, a] += 1
+            G[bidx, a] += np.einsum("bi,bj->bij", xa, xa)
+            bv[bidx, a] += r[:, None] * xa
+            n[bidx, a] += 1
             if est == "pooled":
                 Vinv = sherman_morrison(Vinv, xa)
                 xu = xl if loo_rep else xa[:, None]
                 upd = sherman_morrison(Vinv_loo, xu)
                 if loo_rep:
-                    own = np.zeros((B, N), bool); own[bidx, a] = True
+                    own = np.zeros((B, N), bool)
+                    own[bidx, a] = True
                     st["G_loo"] += ~own[..., None, None] * np.einsum("bni,bnj->bnij", xl, xl)
                     st["b_loo"] += ~own[..., None] * r[:, None, None] * xl
-                keep = np.ones((B, N), bool); keep[bidx, a] = False           # V_{-a_t} does not see a_t's data
+                # V_{-a_t} does not see a_t's data
+                keep = np.ones((B, N), bool)
+                keep[bidx, a] = False
                 Vinv_loo = np.where(keep[..., None, None], upd, Vinv_loo)
             else:
                 Vinv_a[bidx, a] = sherman_morrison(Vinv_a[bidx, a], xa)
             if elim:
-                st["promised"][bidx, a] += lcb; st["delivered"][bidx, a] += r
-                out = loom_violated(st["promised"][bidx, a], st["delivered"][bidx, a], n[bidx, a], t, N, cfg.sigma, cfg.conf)
-                out &= active.sum(1) > 1                                    # never eliminate the last agent
+                st["promised"][bidx, a] += lcb
+                st["delivered"][bidx, a] += r
+                out = loom_violated(
+                    st["promised"][bidx, a],
+                    st["delivered"][bidx, a],
+                    n[bidx, a],
+                    t,
+                    N,
+                    cfg.sigma,
+                    cfg.conf,
+                )
+                out &= active.sum(1) > 1  # never eliminate the last agent
                 if out.any():
-                    hit = bidx[out]; active[hit, a[out]] = False; st["elim"][hit, a[out]] = t
-                    if est == "pooled":                                     # the liar's data leave the estimators
+                    hit = bidx[out]
+                    active[hit, a[out]] = False
+                    st["elim"][hit, a[out]] = t
+                    if est == "pooled":  # the liar's data leave the estimators
                         Vinv[hit], Vinv_loo[hit] = _inverses(G[hit], active[hit], cfg.lam)
                     if loo_rep:
                         st["G_loo"][:], st["b_loo"][:] = _loo_stats(features, st, active, t)
                         Vinv_loo = np.linalg.inv(lamI + st["G_loo"])
             j = np.searchsorted(P, t)
-            if j < len(P) and P[j] == t: st["curve_r"][:, j] = st["regret"]; st["curve_s"][:, j] = st["sel"]
+            if j < len(P) and P[j] == t:
+                st["curve_r"][:, j] = st["regret"]
+                st["curve_s"][:, j] = st["sel"]
         bar.update(cfg.block)
         done = (blk + 1) * cfg.block
-        nn_state = lambda: {f"nn.{k}": v for k, v in features.state().items()} if features is not None else {}
-        ck.maybe_save(done, lambda: ({**st, **nn_state()}, {"method": method}), force=done == stop_after)
-        if stop_after and done >= stop_after: bar.close(); raise KeyboardInterrupt(f"stopped after {done} rounds")
-    bar.close(); ck.clear()
-    return SimResult(name or method, P, st["curve_r"], st["curve_s"], st["elim"], cfg.seed + si, delta)
+
+        def nn_state():
+            return (
+                {f"nn.{k}": v for k, v in features.state().items()} if features is not None else {}
+            )
+
+        ck.maybe_save(
+            done, lambda: ({**st, **nn_state()}, {"method": method}), force=done == stop_after
+        )
+        if stop_after and done >= stop_after:
+            bar.close()
+            raise KeyboardInterrupt(f"stopped after {done} rounds")
+    bar.close()
+    ck.clear()
+    return SimResult(
+        name or method, P, st["curve_r"], st["curve_s"], st["elim"], cfg.seed + si, delta
+    )
 
 # %% ../../nbs/cobra/02_cobra.ipynb #ea0e358d
 class NeuralFeatures:
-    "Independent 2-layer ReLU MLPs, one per environment (and with `loo_agents=N` one more per agent, trained without that agent's data); their last hidden layer is the feature map."
-    def __init__(self, B: int, d: int, hidden: int = 32, steps: int = 200, lr: float = 1e-2, batch: int = 256,
-                 every: int = 1, seed: int = 0, device=None, loo_agents: int = 0):
+    """Independent 2-layer ReLU MLPs, one per environment (and with `loo_agents=N` one more per
+    agent, trained without that agent's data); their last hidden layer is the feature map."""
+
+    def __init__(
+        self,
+        B: int,
+        d: int,
+        hidden: int = 32,
+        steps: int = 200,
+        lr: float = 1e-2,
+        batch: int = 256,
+        every: int = 1,
+        seed: int = 0,
+        device=None,
+        loo_agents: int = 0,
+    ):
         import torch
         from compendium.core.repro import get_device
-        self.torch, self.dim, self.steps, self.lr, self.batch, self.every = torch, hidden, steps, lr, batch, every
-        self.B, self.K, self.loo_agents = B, loo_agents + 1, loo_agents   # K networks per environment: pooled, then -a
+
+        self.torch, self.dim, self.steps, self.lr, self.batch, self.every = (
+            torch,
+            hidden,
+            steps,
+            lr,
+            batch,
+            every,
+        )
+        # K networks per environment: pooled, then -a
+        self.B, self.K, self.loo_agents = B, loo_agents + 1, loo_agents
         self.dev = torch.device(device) if device else get_device()
         self.g = torch.Generator().manual_seed(seed)
-        r = lambda *s: torch.randn(*s, generator=self.g)
+
+        def r(*s):
+            return torch.randn(*s, generator=self.g)
+
         n = B * self.K
-        self.p = {"W1": r(n, d, hidden) / d ** 0.5, "b1": torch.zeros(n, 1, hidden), "W2": r(n, hidden, hidden) / hidden ** 0.5,
-                  "b2": torch.zeros(n, 1, hidden), "w3": r(n, hidden, 1) / hidden ** 0.5, "b3": torch.zeros(n, 1, 1)}
+        self.p = {
+            "W1": r(n, d, hidden) / d**0.5,
+            "b1": torch.zeros(n, 1, hidden),
+            "W2": r(n, hidden, hidden) / hidden**0.5,
+            "b2": torch.zeros(n, 1, hidden),
+            "w3": r(n, hidden, 1) / hidden**0.5,
+            "b3": torch.zeros(n, 1, 1),
+        }
         self.p = {k: v.to(self.dev).requires_grad_() for k, v in self.p.items()}
 
-    def _phi(self, X):                       # X: (B*K, n, d) -> (B*K, n, hidden)
+    def _phi(self, X):  # X: (B*K, n, d) -> (B*K, n, hidden)
         p, F = self.p, self.torch.nn.functional
-        return F.relu(F.relu(X @ p["W1"] + p["b1"]) @ p["W2"] + p["b2"]) / self.dim ** 0.5
+        return F.relu(F.relu(X @ p["W1"] + p["b1"]) @ p["W2"] + p["b2"]) / self.dim**0.5
 
     def _all(self, x: np.ndarray):
         "phi of every network of each environment: (B, n, d) -> (B, K, n, hidden)."
@@ -240,26 +407,40 @@ class NeuralFeatures:
         "phi of the pooled network: `x` (B, n, d) -> (B, n, hidden)."
         if self.K == 1:
             with self.torch.no_grad():
-                return self._phi(self.torch.as_tensor(x, dtype=self.torch.float32, device=self.dev)).double().cpu().numpy()
+                return (
+                    self._phi(self.torch.as_tensor(x, dtype=self.torch.float32, device=self.dev))
+                    .double()
+                    .cpu()
+                    .numpy()
+                )
         return self._all(x)[:, 0]
 
     def loo(self, x: np.ndarray) -> np.ndarray:
         "phi_{-a} of every leave-one-out network: `x` (B, n, d) -> (B, N, n, hidden)."
         return self._all(x)[:, 1:]
 
-    def refit(self, X: np.ndarray, r: np.ndarray, mask: np.ndarray, agents: np.ndarray | None = None):
-        "Train every MLP (warm start, Adam, squared loss) on its environment's rows where `mask`; network -a also drops agent a's rows."
+    def refit(
+        self, X: np.ndarray, r: np.ndarray, mask: np.ndarray, agents: np.ndarray | None = None
+    ):
+        """Train every MLP (warm start, Adam, squared loss) on its environment's
+        rows where `mask`; network -a also drops agent a's rows."""
         t = self.torch
         m = np.repeat(mask[:, None], self.K, 1)
-        if self.K > 1: m[:, 1:] &= agents[:, None, :] != np.arange(self.K - 1)[None, :, None]
-        X, r, m = (t.as_tensor(a, dtype=t.float32, device=self.dev) for a in (np.repeat(X, self.K, 0), np.repeat(r, self.K, 0), m.reshape(-1, m.shape[-1])))
+        if self.K > 1:
+            m[:, 1:] &= agents[:, None, :] != np.arange(self.K - 1)[None, :, None]
+        X, r, m = (
+            t.as_tensor(a, dtype=t.float32, device=self.dev)
+            for a in (np.repeat(X, self.K, 0), np.repeat(r, self.K, 0), m.reshape(-1, m.shape[-1]))
+        )
         opt = t.optim.Adam(self.p.values(), lr=self.lr)
         n = X.shape[1]
         for _ in range(self.steps):
             i = t.randint(0, n, (min(self.batch, n),), generator=self.g).to(self.dev)
-            pred = (self._phi(X[:, i]) * self.dim ** 0.5 @ self.p["w3"] + self.p["b3"]).squeeze(-1)
+            pred = (self._phi(X[:, i]) * self.dim**0.5 @ self.p["w3"] + self.p["b3"]).squeeze(-1)
             loss = ((pred - r[:, i]) ** 2 * m[:, i]).sum() / m[:, i].sum().clamp(min=1)
-            opt.zero_grad(); loss.backward(); opt.step()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
         return loss.item()
 
     def state(self) -> dict:
@@ -268,5 +449,6 @@ class NeuralFeatures:
 
     def load_state(self, st: dict):
         "Restore `state()`."
-        for k in self.p: self.p[k] = self.torch.as_tensor(st[k]).to(self.dev).requires_grad_()
+        for k in self.p:
+            self.p[k] = self.torch.as_tensor(st[k]).to(self.dev).requires_grad_()
         self.g.set_state(self.torch.as_tensor(st["rng"]))

@@ -19,83 +19,142 @@ __all__ = ['CobraConfig', 'make_instances', 'draw_block', 'report', 'save_instan
 @dataclass(frozen=True)
 class CobraConfig(ScaledConfig):
     "The COBRA chain's configuration (defaults = `default` scale)."
-    d: int = 5                      # feature dimension
-    N: int = 5                      # number of agents (one arm each)
-    T: int = 10_000                 # horizon of every run (shorter horizons are read off the same runs)
-    T_short: int = 2_500            # the shorter horizon of claim C2
-    seeds: int = 20                 # independent environments (seed, seed+1, ...)
-    sigma: float = 0.1              # reward noise standard deviation
-    lam: float = 0.05               # ridge penalty lambda = d sigma^2 / S^2, the prior theta* ~ N(0, S^2/d I)
-    S: float = 1.0                  # bound on ||theta*|| used by the confidence width
-    conf: float = 0.05              # failure probability of the confidence bounds
-    ts_scale: float = 0.5           # Thompson sampling: posterior scale nu = ts_scale * beta_t
-    deltas: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 1.0)   # over-report sizes the liar may choose from
-    liars: tuple[int, ...] = (0,)   # the strategic agents (agent 0; the extension adds agent 1)
+
+    d: int = 5  # feature dimension
+    N: int = 5  # number of agents (one arm each)
+    T: int = 10_000  # horizon of every run (shorter horizons are read off the same runs)
+    T_short: int = 2_500  # the shorter horizon of claim C2
+    seeds: int = 20  # independent environments (seed, seed+1, ...)
+    sigma: float = 0.1  # reward noise standard deviation
+    lam: float = 0.05  # ridge penalty lambda = d sigma^2 / S^2, the prior theta* ~ N(0, S^2/d I)
+    S: float = 1.0  # bound on ||theta*|| used by the confidence width
+    conf: float = 0.05  # failure probability of the confidence bounds
+    ts_scale: float = 0.5  # Thompson sampling: posterior scale nu = ts_scale * beta_t
+    # over-report sizes the liar may choose from
+    deltas: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 1.0)
+    liars: tuple[int, ...] = (0,)  # the strategic agents (agent 0; the extension adds agent 1)
     methods: tuple[str, ...] = ("LinUCB", "LinTS", "OptGTM", "COBRA-UCB", "COBRA-TS")
-    block: int = 500                # rounds drawn at a time (and the checkpoint granularity)
-    ckpt_every: int = 2_000         # rounds between checkpoints of a running simulation
-    curve_points: int = 100         # points kept of each cumulative-regret curve
-    neural_T: int = 10_000          # horizon of the non-linear (square reward) experiment with neural UCB
-    neural_seeds: int = 5           # its seeds (the first of `seeds`)
-    hidden: int = 32                # width of the MLPs whose last layer is the feature map
-    nn_steps: int = 200             # Adam steps per refit of the MLPs (one refit per block)
+    block: int = 500  # rounds drawn at a time (and the checkpoint granularity)
+    ckpt_every: int = 2_000  # rounds between checkpoints of a running simulation
+    curve_points: int = 100  # points kept of each cumulative-regret curve
+    neural_T: int = 10_000  # horizon of the non-linear (square reward) experiment with neural UCB
+    neural_seeds: int = 5  # its seeds (the first of `seeds`)
+    hidden: int = 32  # width of the MLPs whose last layer is the feature map
+    nn_steps: int = 200  # Adam steps per refit of the MLPs (one refit per block)
     presets: ClassVar[dict] = {
-        "ci": dict(T=1_000, T_short=250, seeds=3, deltas=(0.0, 0.5, 1.0), block=250, ckpt_every=500,
-                   curve_points=20, neural_T=1_000, neural_seeds=2, hidden=16, nn_steps=100),
-        "paper": dict(T=50_000, T_short=12_500, seeds=20, block=500, ckpt_every=10_000, d=20, N=20, lam=0.2,
-                      liars=(0, 1, 2, 3), neural_T=50_000, neural_seeds=20, hidden=64, nn_steps=500),
+        "ci": dict(
+            T=1_000,
+            T_short=250,
+            seeds=3,
+            deltas=(0.0, 0.5, 1.0),
+            block=250,
+            ckpt_every=500,
+            curve_points=20,
+            neural_T=1_000,
+            neural_seeds=2,
+            hidden=16,
+            nn_steps=100,
+        ),
+        "paper": dict(
+            T=50_000,
+            T_short=12_500,
+            seeds=20,
+            block=500,
+            ckpt_every=10_000,
+            d=20,
+            N=20,
+            lam=0.2,
+            liars=(0, 1, 2, 3),
+            neural_T=50_000,
+            neural_seeds=20,
+            hidden=64,
+            nn_steps=500,
+        ),
     }
 
     def __post_init__(self):
         super().__post_init__()
         if self.T_short > self.T or self.T % self.block or self.T_short % self.block:
-            raise ConfigError(f"CobraConfig: T ({self.T}) and T_short ({self.T_short}) must be multiples of block ({self.block}), T_short <= T")
-        if any(l >= self.N for l in self.liars): raise ConfigError(f"CobraConfig: liars {self.liars} must be < N={self.N}")
+            raise ConfigError(
+                f"CobraConfig: T ({self.T}) and T_short ({self.T_short}) must be multiples "
+                f"of block ({self.block}), T_short <= T"
+            )
+        if any(l >= self.N for l in self.liars):
+            raise ConfigError(f"CobraConfig: liars {self.liars} must be < N={self.N}")
 
 # %% ../../nbs/cobra/01_data.ipynb #47d0ff2b
 def make_instances(seed: int, n: int, d: int, control: bool = False) -> dict:
-    "`theta` (n, d) on the unit sphere and the liar's unit over-report direction `u` (n, d), one row per seed."
+    """`theta` (n, d) on the unit sphere and the liar's unit
+    over-report direction `u` (n, d), one row per seed."""
     th = np.stack([np.random.default_rng([seed + i, 0]).normal(size=d) for i in range(n)])
     th /= np.linalg.norm(th, axis=1, keepdims=True)
-    if control:                                   # the liar (agent 0 and up) can only move its own coordinate
-        u = np.zeros((n, d)); u[:, 0] = np.sign(th[:, 0]); return {"theta": th, "u": u}
+    if control:  # the liar (agent 0 and up) can only move its own coordinate
+        u = np.zeros((n, d))
+        u[:, 0] = np.sign(th[:, 0])
+        return {"theta": th, "u": u}
     return {"theta": th, "u": th.copy()}
 
+
 def draw_block(seed: int, block: int, size: int, N: int, d: int, control: bool = False) -> dict:
-    "The true features (size, N, d), reward noise (size,) and TS normals (size, d) of one block of rounds of one seed."
+    """The true features (size, N, d), reward noise (size,) and
+    TS normals (size, d) of one block of rounds of one seed."""
     rng = np.random.default_rng([seed, 1, block])
     if control:
-        if d < N: raise ConfigError(f"the negative control needs d >= N, got d={d}, N={N}")
-        x = np.zeros((size, N, d)); x[:, np.arange(N), np.arange(N)] = rng.uniform(size=(size, N))
+        if d < N:
+            raise ConfigError(f"the negative control needs d >= N, got d={d}, N={N}")
+        x = np.zeros((size, N, d))
+        x[:, np.arange(N), np.arange(N)] = rng.uniform(size=(size, N))
     else:
         x = rng.normal(size=(size, 1, d)) + rng.normal(size=(size, N, d))
         x /= np.linalg.norm(x, axis=-1, keepdims=True)
     return {"x": x, "eta": rng.normal(size=size), "z": rng.normal(size=(size, d))}
 
+
 def report(x: np.ndarray, u: np.ndarray, delta: np.ndarray, liars=(0,)) -> np.ndarray:
-    "Reported features: the liars add `delta * u` to their true features (x: (B, N, d), u: (B, d), delta: (B,))."
+    """Reported features: the liars add `delta * u` to their
+    true features (x: (B, N, d), u: (B, d), delta: (B,))."""
     xr = x.copy()
-    for l in liars: xr[:, l] += delta[:, None] * u
+    for l in liars:
+        xr[:, l] += delta[:, None] * u
     return xr
 
 # %% ../../nbs/cobra/01_data.ipynb #b68bea58
 def save_instances(cfg: CobraConfig, root=None):
     "Save the overlapping and the control instances of `cfg` under `data/cobra/<scale>/instances`."
-    import datasets
+
     rows = []
     for control in (False, True):
         ins = make_instances(cfg.seed, cfg.seeds, max(cfg.d, cfg.N) if control else cfg.d, control)
-        rows += [dict(seed=cfg.seed + i, control=control, theta=ins["theta"][i].tolist(), u=ins["u"][i].tolist())
-                 for i in range(cfg.seeds)]
-    f = paths("cobra", cfg, root).data/"instances"
-    datasets.Dataset.from_list(rows).save_to_disk(str(f)); return f
+        rows += [
+            dict(
+                seed=cfg.seed + i,
+                control=control,
+                theta=ins["theta"][i].tolist(),
+                u=ins["u"][i].tolist(),
+            )
+            for i in range(cfg.seeds)
+        ]
+    f = paths("cobra", cfg, root).data / "instances"
+    datasets.Dataset.from_list(rows).save_to_disk(str(f))
+    return f
+
 
 def load_instances(cfg: CobraConfig, control: bool = False, root=None) -> dict:
     "The saved instances of `cfg` (control or not) as arrays `theta`, `u` (seeds, d)."
-    import datasets
-    f = paths("cobra", cfg, root, make=False).data/"instances"
-    if not f.exists(): raise MissingArtifact(f"missing COBRA instances {f}; run nbs/cobra/01_data.ipynb first")
-    ds = datasets.load_from_disk(str(f)).filter(lambda r: r["control"] == control).with_format("numpy")
+
+    f = paths("cobra", cfg, root, make=False).data / "instances"
+    if not f.exists():
+        raise MissingArtifact(f"missing COBRA instances {f}; run nbs/cobra/01_data.ipynb first")
+    ds = (
+        datasets.load_from_disk(str(f))
+        .filter(lambda r: r["control"] == control)
+        .with_format("numpy")
+    )
     if len(ds) < cfg.seeds or int(ds["seed"][0]) != cfg.seed:
-        raise MissingArtifact(f"the instances in {f} are for another seed or fewer seeds; rerun 01_data")
-    return {"theta": np.asarray(ds["theta"][:cfg.seeds], dtype=float), "u": np.asarray(ds["u"][:cfg.seeds], dtype=float)}
+        raise MissingArtifact(
+            f"the instances in {f} are for another seed or fewer seeds; rerun 01_data"
+        )
+    return {
+        "theta": np.asarray(ds["theta"][: cfg.seeds], dtype=float),
+        "u": np.asarray(ds["u"][: cfg.seeds], dtype=float),
+    }

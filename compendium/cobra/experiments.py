@@ -10,10 +10,10 @@ import time
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
-from ..core.artifacts import paths, save_table, load_table, save_json
+from ..core.artifacts import paths, save_table, save_json
 from ..core.cache import Cache, cache_log, cache_summary
 from .data import CobraConfig, load_instances
-from .bandits import METHODS, NeuralFeatures, SimResult, simulate
+from .bandits import NeuralFeatures, SimResult, simulate
 
 # %% auto #0
 __all__ = ['SETTINGS', 'NEURAL', 'to_frames', 'experiment_cache', 'run_setting']
@@ -24,42 +24,105 @@ SETTINGS = {
     "two_liars": dict(methods=("LinUCB", "COBRA-UCB", "COBRA-TS"), kw=dict(liars=(0, 1))),
     "control": dict(methods=("LinUCB", "COBRA-UCB", "COBRA-TS"), kw=dict(control=True)),
     "lam1": dict(methods=("COBRA-UCB", "COBRA-TS"), kw=dict(lam=1.0)),
-    "neural": dict(methods=("LinUCB", "NeuralUCB", "COBRA-NeuralUCB", "COBRA-NeuralUCB-shared"), kw=dict(reward="square")),
+    "neural": dict(
+        methods=("LinUCB", "NeuralUCB", "COBRA-NeuralUCB", "COBRA-NeuralUCB-shared"),
+        kw=dict(reward="square"),
+    ),
 }
 # neural variant -> (the algorithm on its features, leave-one-out networks?)
-NEURAL = {"NeuralUCB": ("LinUCB", False), "COBRA-NeuralUCB": ("COBRA-UCB", True), "COBRA-NeuralUCB-shared": ("COBRA-UCB", False)}
+NEURAL = {
+    "NeuralUCB": ("LinUCB", False),
+    "COBRA-NeuralUCB": ("COBRA-UCB", True),
+    "COBRA-NeuralUCB-shared": ("COBRA-UCB", False),
+}
+
 
 def to_frames(r: SimResult, setting: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     "A `SimResult` as two long tables: curves (regret and selections over t) and eliminations."
     B, Pn, N = r.selections.shape
-    curves = pd.DataFrame({"setting": setting, "method": r.method, "seed": np.repeat(r.seed, Pn),
-                           "delta": np.repeat(r.delta, Pn), "t": np.tile(r.t, B), "regret": r.regret.reshape(-1),
-                           **{f"sel_{a}": r.selections[:, :, a].reshape(-1) for a in range(N)}})
-    elim = pd.DataFrame({"setting": setting, "method": r.method, "seed": np.repeat(r.seed, N),
-                         "delta": np.repeat(r.delta, N), "agent": np.tile(np.arange(N), B), "eliminated_at": r.eliminated.reshape(-1)})
+    curves = pd.DataFrame(
+        {
+            "setting": setting,
+            "method": r.method,
+            "seed": np.repeat(r.seed, Pn),
+            "delta": np.repeat(r.delta, Pn),
+            "t": np.tile(r.t, B),
+            "regret": r.regret.reshape(-1),
+            **{f"sel_{a}": r.selections[:, :, a].reshape(-1) for a in range(N)},
+        }
+    )
+    elim = pd.DataFrame(
+        {
+            "setting": setting,
+            "method": r.method,
+            "seed": np.repeat(r.seed, N),
+            "delta": np.repeat(r.delta, N),
+            "agent": np.tile(np.arange(N), B),
+            "eliminated_at": r.eliminated.reshape(-1),
+        }
+    )
     return curves, elim
 
-def experiment_cache(cfg: CobraConfig, root=None) -> Cache:
-    "The cache of the experiments at `cfg`: keyed by the configuration, the code this module imports and the instances."
-    return Cache.for_chain("cobra", cfg, modules="compendium.cobra.experiments", root=root,
-                           files=[paths("cobra", cfg, root, make=False).data/"instances"])
 
-def run_setting(cfg: CobraConfig, setting: str, root=None, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
-    "Run (or load, when already done) every method of `setting`; return its curves and eliminations."
-    spec = SETTINGS[setting]; P = paths("cobra", cfg, root)
-    kw = dict(spec["kw"]); control, lam = kw.pop("control", False), kw.pop("lam", None)
+def experiment_cache(cfg: CobraConfig, root=None) -> Cache:
+    """The cache of the experiments at `cfg`: keyed by the
+    configuration, the code this module imports and the instances."""
+    return Cache.for_chain(
+        "cobra",
+        cfg,
+        modules="compendium.cobra.experiments",
+        root=root,
+        files=[paths("cobra", cfg, root, make=False).data / "instances"],
+    )
+
+
+def run_setting(
+    cfg: CobraConfig, setting: str, root=None, progress: bool = True
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run (or load, when already done) every method of
+    `setting`; return its curves and eliminations."""
+    spec = SETTINGS[setting]
+    P = paths("cobra", cfg, root)
+    kw = dict(spec["kw"])
+    control, lam = kw.pop("control", False), kw.pop("lam", None)
     c = type(cfg)(**{**cfg.to_dict(), **({"lam": lam} if lam else {})})
     d = max(c.d, c.N) if control else c.d
     inst = load_instances(c, control, root)
     frames, cache = [], experiment_cache(c, root)
-    if setting == "neural":                                          # fewer seeds, its own horizon
-        inst = {k: v[:c.neural_seeds] for k, v in inst.items()}; kw["T"] = c.neural_T
+    if setting == "neural":  # fewer seeds, its own horizon
+        inst = {k: v[: c.neural_seeds] for k, v in inst.items()}
+        kw["T"] = c.neural_T
     for m in tqdm(spec["methods"] or c.methods, desc=setting, disable=not progress):
+
         def run():
-            feats = (NeuralFeatures(len(inst["theta"]) * len(c.deltas), d, hidden=c.hidden, steps=c.nn_steps, seed=c.seed,
-                                    loo_agents=c.N if NEURAL[m][1] else 0) if m in NEURAL else None)
-            r = simulate(NEURAL[m][0] if m in NEURAL else m, c, inst["theta"][:, :d], inst["u"][:, :d], control=control, name=m,
-                         features=feats, ckpt=P.checkpoints/f"{setting}-{m}-{cache.key}.safetensors", progress=progress, **kw)
+            feats = (
+                NeuralFeatures(
+                    len(inst["theta"]) * len(c.deltas),
+                    d,
+                    hidden=c.hidden,
+                    steps=c.nn_steps,
+                    seed=c.seed,
+                    loo_agents=c.N if NEURAL[m][1] else 0,
+                )
+                if m in NEURAL
+                else None
+            )
+            r = simulate(
+                NEURAL[m][0] if m in NEURAL else m,
+                c,
+                inst["theta"][:, :d],
+                inst["u"][:, :d],
+                control=control,
+                name=m,
+                features=feats,
+                ckpt=P.checkpoints / f"{setting}-{m}-{cache.key}.safetensors",
+                progress=progress,
+                **kw,
+            )
             return dict(zip(("curves", "elim"), to_frames(r, setting)))
-        t = cache(f"{setting}-{m}", run, kind="tables"); frames.append((t["curves"], t["elim"]))
-    return pd.concat([f[0] for f in frames], ignore_index=True), pd.concat([f[1] for f in frames], ignore_index=True)
+
+        t = cache(f"{setting}-{m}", run, kind="tables")
+        frames.append((t["curves"], t["elim"]))
+    return pd.concat([f[0] for f in frames], ignore_index=True), pd.concat(
+        [f[1] for f in frames], ignore_index=True
+    )

@@ -19,10 +19,18 @@ def at(curves: pd.DataFrame, setting: str, method: str, t: int) -> pd.DataFrame:
     c = curves[(curves.setting == setting) & (curves.method == method)]
     return c[c.t == c.t[c.t >= t].min()]
 
-def best_response(curves: pd.DataFrame, method: str, t: int, setting: str = "main", liar: int = 0) -> dict:
-    "The liar's best response at horizon `t`: its delta, gain in selections over truth (as a fraction of t), and the regret."
+
+def best_response(
+    curves: pd.DataFrame, method: str, t: int, setting: str = "main", liar: int = 0
+) -> dict:
+    """The liar's best response at horizon `t`: its delta, gain in
+    selections over truth (as a fraction of t), and the regret."""
     c = at(curves, setting, method, t)
     m = c.groupby("delta")[[f"sel_{liar}", "regret"]].mean()
     d_star = float(m[f"sel_{liar}"].idxmax())
-    return dict(delta=d_star, gain=float((m.loc[d_star, f"sel_{liar}"] - m.loc[0.0, f"sel_{liar}"]) / t),
-                regret=float(m.loc[d_star, "regret"]), share=(m[f"sel_{liar}"] / t).round(4).to_dict())
+    return dict(
+        delta=d_star,
+        gain=float((m.loc[d_star, f"sel_{liar}"] - m.loc[0.0, f"sel_{liar}"]) / t),
+        regret=float(m.loc[d_star, "regret"]),
+        share=(m[f"sel_{liar}"] / t).round(4).to_dict(),
+    )

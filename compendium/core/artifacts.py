@@ -6,14 +6,16 @@ Docs: https://compendium-dev.github.io/compendium/core/artifacts.html.md"""
 
 # %% ../../nbs/core/02_artifacts.ipynb #87a17dda
 from __future__ import annotations
-import json, os, tempfile
+import json
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from .config import CompendiumError, check_scale, committed_seed, out_root
 
 # %% auto #0
@@ -25,169 +27,271 @@ __all__ = ['AGAIN', 'MissingArtifact', 'CorruptArtifact', 'Paths', 'paths', 'ato
 class MissingArtifact(CompendiumError, FileNotFoundError):
     "An input a notebook needs has not been produced (run the chain's earlier notebooks first)."
 
+
 class CorruptArtifact(CompendiumError, ValueError):
     "A file exists but cannot be read back."
+
 
 @dataclass(frozen=True)
 class Paths:
     "The folders of one paper at one scale and seed."
+
     paper: str
     scale: str
     root: Path
     seed: int = 0
-    committed: bool = True   # default scale at the committed seed: figures and claims go to `figures/<paper>/`
+    # default scale at the committed seed: figures and claims go to `figures/<paper>/`
+    committed: bool = True
 
     @property
-    def data(self) -> Path: return self.root/"data"/self.paper/self.scale/f"seed-{self.seed}"
-    @property
-    def run(self) -> Path: return self.root/"runs"/self.scale/self.paper/f"seed-{self.seed}"
-    @property
-    def results(self) -> Path: return self.run/"results"
-    @property
-    def checkpoints(self) -> Path: return self.run/"checkpoints"
-    @property
-    def figures(self) -> Path: return self.root/"figures"/self.paper if self.committed else self.run/"figures"
-    @property
-    def claims(self) -> Path: return self.figures/"claims.json"
+    def data(self) -> Path:
+        return self.root / "data" / self.paper / self.scale / f"seed-{self.seed}"
 
-def paths(paper: str, scale, root: str | Path | None = None, make: bool = True, seed: int | None = None) -> Paths:
-    """The `Paths` of `paper` at `scale` (a scale name, or a config whose `scale` and `seed` are used) and `seed`
-    (default: the committed seed) under the output root; with `make`, create the folders."""
-    if not isinstance(scale, str): scale, seed = scale.scale, scale.seed if seed is None else seed
+    @property
+    def run(self) -> Path:
+        return self.root / "runs" / self.scale / self.paper / f"seed-{self.seed}"
+
+    @property
+    def results(self) -> Path:
+        return self.run / "results"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.run / "checkpoints"
+
+    @property
+    def figures(self) -> Path:
+        return self.root / "figures" / self.paper if self.committed else self.run / "figures"
+
+    @property
+    def claims(self) -> Path:
+        return self.figures / "claims.json"
+
+
+def paths(
+    paper: str, scale, root: str | Path | None = None, make: bool = True, seed: int | None = None
+) -> Paths:
+    """The `Paths` of `paper` at `scale` (a scale name, or a config whose `scale` and `seed` are
+    used) and `seed` (default: the committed seed) under the output root; with `make`, create the
+    folders."""
+    if not isinstance(scale, str):
+        scale, seed = scale.scale, scale.seed if seed is None else seed
     seed = committed_seed() if seed is None else int(seed)
     committed = check_scale(scale) == "default" and seed == committed_seed()
     p = Paths(paper, scale, Path(root) if root else out_root(), seed, committed)
     if make:
-        for d in (p.data, p.results, p.checkpoints, p.figures): d.mkdir(parents=True, exist_ok=True)
+        for d in (p.data, p.results, p.checkpoints, p.figures):
+            d.mkdir(parents=True, exist_ok=True)
     return p
 
 # %% ../../nbs/core/02_artifacts.ipynb #c04f6fd1
 def _mode(full: int) -> int:
     "`full` (0o666 for a file, 0o777 for a folder) less the process's umask."
-    mask = os.umask(0); os.umask(mask); return full & ~mask
+    mask = os.umask(0)
+    os.umask(mask)
+    return full & ~mask
+
 
 def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
     "Call `write(tmp_path)` and atomically rename the temporary file onto `path`."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"); os.close(fd)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        write(Path(tmp)); os.chmod(tmp, _mode(0o666))            # mkstemp's private 0600 -> the usual permissions
-        with open(tmp, "rb") as f: os.fsync(f.fileno())          # the bytes are on disk before the name points at them
+        # mkstemp's private 0600 -> the usual permissions
+        write(Path(tmp))
+        os.chmod(tmp, _mode(0o666))
+        # the bytes are on disk before the name points at them
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp): os.remove(tmp)
+        if os.path.exists(tmp):
+            os.remove(tmp)
     return path
 
+
 def atomic_dir(path: str | Path, write: Callable[[Path], Any]) -> Path:
-    "Call `write(tmp_dir)` on a fresh folder beside `path` and rename it onto `path` (replacing an older folder there)."
+    """Call `write(tmp_dir)` on a fresh folder beside `path` and
+    rename it onto `path` (replacing an older folder there)."""
     import shutil
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")); old = None
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    old = None
     try:
-        write(tmp); os.chmod(tmp, _mode(0o777))
+        write(tmp)
+        os.chmod(tmp, _mode(0o777))
         for f in tmp.rglob("*"):
             if f.is_file():
-                with open(f, "rb") as h: os.fsync(h.fileno())
-        if path.exists(): old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old")); os.replace(path, old)
+                with open(f, "rb") as h:
+                    os.fsync(h.fileno())
+        if path.exists():
+            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
+            os.replace(path, old)
         os.replace(tmp, path)
     finally:
         for d in (tmp, old):
-            if d is not None and d.exists(): shutil.rmtree(d, ignore_errors=True)
+            if d is not None and d.exists():
+                shutil.rmtree(d, ignore_errors=True)
     return path
 
-AGAIN = "delete it and rerun"     # what a corrupt-file error tells the reader to do: the file is rebuilt by its notebook
+
+# what a corrupt-file error tells the reader to do: the file is rebuilt by its notebook
+AGAIN = "delete it and rerun"
+
 
 def _default(o):
-    if isinstance(o, np.generic): return o.item()
-    if isinstance(o, np.ndarray): return o.tolist()
-    if isinstance(o, Path): return str(o)
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
 
 def save_json(obj, path: str | Path) -> Path:
     "Write `obj` as indented JSON, atomically (numpy scalars and arrays are converted)."
     txt = json.dumps(obj, indent=1, default=_default, allow_nan=True)
     return atomic_write(path, lambda t: t.write_text(txt + "\n"))
 
+
 def load_json(path: str | Path, what: str = "") -> Any:
     "Read JSON from `path`, with one-line errors for a missing or corrupt file."
     path = Path(path)
-    if not path.exists(): raise MissingArtifact(f"missing {what or 'file'} {path}" + (f" ({what} comes from an earlier notebook)" if what else ""))
-    try: return json.loads(path.read_text())
-    except ValueError as e: raise CorruptArtifact(f"corrupt JSON {path} ({str(e)[:80]}): {AGAIN}") from None
+    if not path.exists():
+        raise MissingArtifact(
+            f"missing {what or 'file'} {path}"
+            + (f" ({what} comes from an earlier notebook)" if what else "")
+        )
+    try:
+        return json.loads(path.read_text())
+    except ValueError as e:
+        raise CorruptArtifact(f"corrupt JSON {path} ({str(e)[:80]}): {AGAIN}") from None
 
 # %% ../../nbs/core/02_artifacts.ipynb #0e4d1ff3
 def save_table(df, path: str | Path) -> Path:
     "Write a pandas DataFrame to parquet, atomically."
     return atomic_write(path, lambda t: df.to_parquet(t, index=False))
 
+
 def load_table(path: str | Path, what: str = "results"):
     "Read a parquet table, with one-line errors for a missing or corrupt file."
     import pandas as pd
+
     path = Path(path)
-    if not path.exists(): raise MissingArtifact(f"missing {what} {path}; run the chain's earlier notebooks first")
-    try: return pd.read_parquet(path)
-    except Exception as e: raise CorruptArtifact(f"corrupt table {path} ({type(e).__name__}): {AGAIN}") from None
+    if not path.exists():
+        raise MissingArtifact(f"missing {what} {path}; run the chain's earlier notebooks first")
+    try:
+        return pd.read_parquet(path)
+    except Exception as e:
+        raise CorruptArtifact(f"corrupt table {path} ({type(e).__name__}): {AGAIN}") from None
+
 
 def save_array(a, path: str | Path) -> Path:
     "Write a numpy array to `.npy`, atomically."
+
     def write(t):
-        with open(t, "wb") as f: np.save(f, np.asarray(a))
+        with open(t, "wb") as f:
+            np.save(f, np.asarray(a))
+
     return atomic_write(path, write)
+
 
 def load_array(path: str | Path, what: str = "array"):
     "Read a `.npy` array, with one-line errors for a missing or corrupt file."
     path = Path(path)
-    if not path.exists(): raise MissingArtifact(f"missing {what} {path}; run the chain's earlier notebooks first")
-    try: return np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e: raise CorruptArtifact(f"corrupt array {path} ({type(e).__name__}): {AGAIN}") from None
+    if not path.exists():
+        raise MissingArtifact(f"missing {what} {path}; run the chain's earlier notebooks first")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise CorruptArtifact(f"corrupt array {path} ({type(e).__name__}): {AGAIN}") from None
 
 # %% ../../nbs/core/02_artifacts.ipynb #d5fd118e
 def _encode(v, key: str, ts: dict, kinds: dict):
-    "`v` as a JSON tree; its tensors and numpy arrays move into `ts` under names derived from `key`."
+    """`v` as a JSON tree; its tensors and numpy arrays
+    move into `ts` under names derived from `key`."""
     if isinstance(v, (torch.Tensor, np.ndarray)):
-        if key in ts: raise ValueError(f"checkpoint entry {key!r} appears twice")
+        if key in ts:
+            raise ValueError(f"checkpoint entry {key!r} appears twice")
         kinds[key] = "numpy" if isinstance(v, np.ndarray) else "torch"
-        ts[key] = torch.from_numpy(np.ascontiguousarray(v)) if isinstance(v, np.ndarray) else v.detach().cpu().clone().contiguous()
+        ts[key] = (
+            torch.from_numpy(np.ascontiguousarray(v))
+            if isinstance(v, np.ndarray)
+            else v.detach().cpu().clone().contiguous()
+        )
         return {"@": key}
-    if isinstance(v, dict): return {"d": [[k, _encode(x, f"{key}/{k}", ts, kinds)] for k, x in v.items()]}
-    if isinstance(v, (list, tuple)): return {"t" if isinstance(v, tuple) else "l": [_encode(x, f"{key}/{i}", ts, kinds) for i, x in enumerate(v)]}
+    if isinstance(v, dict):
+        return {"d": [[k, _encode(x, f"{key}/{k}", ts, kinds)] for k, x in v.items()]}
+    if isinstance(v, (list, tuple)):
+        return {
+            "t" if isinstance(v, tuple) else "l": [
+                _encode(x, f"{key}/{i}", ts, kinds) for i, x in enumerate(v)
+            ]
+        }
     return {"v": v}
+
 
 def _decode(t: dict, ts: dict):
     "Rebuild what `_encode` stored."
-    if "@" in t: return ts[t["@"]]
-    if "d" in t: return {k: _decode(x, ts) for k, x in t["d"]}
-    if "l" in t: return [_decode(x, ts) for x in t["l"]]
-    if "t" in t: return tuple(_decode(x, ts) for x in t["t"])
+    if "@" in t:
+        return ts[t["@"]]
+    if "d" in t:
+        return {k: _decode(x, ts) for k, x in t["d"]}
+    if "l" in t:
+        return [_decode(x, ts) for x in t["l"]]
+    if "t" in t:
+        return tuple(_decode(x, ts) for x in t["t"])
     return t["v"]
 
+
 def save_checkpoint(path: str | Path, state: dict, meta: dict | None = None) -> Path:
-    """Save `state` (name -> tensor, numpy array, or nested dicts / lists / tuples of them and of JSON values, such as
-    an optimiser's `state_dict()`) and a JSON-able `meta` dict to one safetensors file at `path`, atomically."""
+    """Save `state` (name -> tensor, numpy array, or nested dicts / lists / tuples of them and of
+    JSON values, such as an optimiser's `state_dict()`) and a JSON-able `meta` dict to one
+    safetensors file at `path`, atomically."""
     ts, kinds = {}, {}
     tree = {k: _encode(v, k, ts, kinds) for k, v in state.items()}
-    md = {"meta": json.dumps(meta or {}, default=_default), "kinds": json.dumps(kinds), "tree": json.dumps(tree, default=_default)}
+    md = {
+        "meta": json.dumps(meta or {}, default=_default),
+        "kinds": json.dumps(kinds),
+        "tree": json.dumps(tree, default=_default),
+    }
     return atomic_write(path, lambda t: save_file(ts, str(t), metadata=md))
 
+
 def load_checkpoint(path: str | Path) -> tuple[dict, dict]:
-    "Load `(state, meta)` saved by `save_checkpoint`; numpy arrays come back as numpy, nested state as it was saved."
+    """Load `(state, meta)` saved by `save_checkpoint`; numpy
+    arrays come back as numpy, nested state as it was saved."""
     from safetensors import safe_open
+
     path = Path(path)
-    if not path.exists(): raise MissingArtifact(f"missing checkpoint {path}")
+    if not path.exists():
+        raise MissingArtifact(f"missing checkpoint {path}")
     try:
-        with safe_open(str(path), framework="pt") as f: md = f.metadata() or {}; ts = {k: f.get_tensor(k) for k in f.keys()}
+        with safe_open(str(path), framework="pt") as f:
+            md = f.metadata() or {}
+            ts = {k: f.get_tensor(k) for k in f.keys()}
         kinds, meta = json.loads(md.get("kinds", "{}")), json.loads(md.get("meta", "{}"))
         ts = {k: (v.numpy() if kinds.get(k) == "numpy" else v) for k, v in ts.items()}
-        state = {k: _decode(t, ts) for k, t in json.loads(md["tree"]).items()} if "tree" in md else ts
+        state = (
+            {k: _decode(t, ts) for k, t in json.loads(md["tree"]).items()} if "tree" in md else ts
+        )
     except (SafetensorError, OSError, ValueError, KeyError, TypeError) as e:
         why = str(e).splitlines()[0].removeprefix("Error while deserializing header: ")[:100]
-        raise CorruptArtifact(f"corrupt checkpoint {path} ({why}): {AGAIN} (the loop restarts from its beginning)") from None
+        raise CorruptArtifact(
+            f"corrupt checkpoint {path} ({why}): {AGAIN} (the loop restarts from its beginning)"
+        ) from None
     return state, meta
-
 
 # %% ../../nbs/core/02_artifacts.ipynb #dd4812a9
 class Checkpointer:
-    "Resume-or-start helper for a loop: `state = ck.load()`; `ck.maybe_save(step, lambda: (state, meta))`."
+    """Resume-or-start helper for a loop: `state = ck.load()`;
+    `ck.maybe_save(step, lambda: (state, meta))`."""
+
     def __init__(self, path: str | Path | None, every: int = 0):
         self.path, self.every = (Path(path) if path else None), every
 
@@ -195,12 +299,18 @@ class Checkpointer:
         "The saved `(state, meta)`, or None when there is no checkpoint (or checkpointing is off)."
         return load_checkpoint(self.path) if self.path and self.path.exists() else None
 
-    def maybe_save(self, step: int, state: Callable[[], tuple[dict, dict]], force: bool = False) -> bool:
-        "Save `state()` (everything needed to resume, in one file) if `step` is a multiple of `every` (or `force`); return whether it saved."
-        if not self.path or not (force or (self.every and step % self.every == 0)): return False
-        arrays, meta = state(); save_checkpoint(self.path, arrays, {**meta, "step": step}); return True
+    def maybe_save(
+        self, step: int, state: Callable[[], tuple[dict, dict]], force: bool = False
+    ) -> bool:
+        """Save `state()` (everything needed to resume, in one file) if `step`
+        is a multiple of `every` (or `force`); return whether it saved."""
+        if not self.path or not (force or (self.every and step % self.every == 0)):
+            return False
+        arrays, meta = state()
+        save_checkpoint(self.path, arrays, {**meta, "step": step})
+        return True
 
     def clear(self):
         "Remove the checkpoint once the loop has finished and its result is saved."
-        if self.path and self.path.exists(): self.path.unlink()
-
+        if self.path and self.path.exists():
+            self.path.unlink()

@@ -6,7 +6,14 @@ Docs: https://compendium-dev.github.io/compendium/core/cache.html.md"""
 
 # %% ../../nbs/core/09_cache.ipynb #5d227934
 from __future__ import annotations
-import ast, hashlib, importlib, json, platform, re, shutil, time
+import ast
+import hashlib
+import importlib
+import json
+import platform
+import re
+import shutil
+import time
 from fnmatch import fnmatch
 from functools import lru_cache
 from importlib import metadata
@@ -14,8 +21,19 @@ from pathlib import Path
 from typing import Any, Callable
 import numpy as np
 from .config import ConfigError
-from .artifacts import (MissingArtifact, CorruptArtifact, paths, save_json, load_json, save_table, load_table,
-                                       atomic_write, atomic_dir, save_checkpoint, load_checkpoint)
+from compendium.core.artifacts import (
+    MissingArtifact,
+    CorruptArtifact,
+    paths,
+    save_json,
+    load_json,
+    save_table,
+    load_table,
+    atomic_write,
+    atomic_dir,
+    save_checkpoint,
+    load_checkpoint,
+)
 from .repro import git_state, utcnow
 
 # %% auto #0
@@ -27,58 +45,87 @@ __all__ = ['COMPUTE_LIBS', 'DERIVED', 'MODEL_FILES', 'KINDS', 'module_file', 'mo
 def _src_root(src=None) -> Path:
     "The folder that holds the `compendium` package (`src`, else the imported package's parent)."
     import compendium
+
     return Path(src) if src else Path(compendium.__file__).resolve().parent.parent
+
 
 def module_file(name: str, src=None) -> Path | None:
     "The `.py` file of compendium module (or package) `name`, or None when there is none."
     parts = name.split(".")
-    if parts[0] != "compendium": return None
+    if parts[0] != "compendium":
+        return None
     base = _src_root(src).joinpath(*parts)
-    return next((f for f in (base.with_suffix(".py"), base/"__init__.py") if f.is_file()), None)
+    return next((f for f in (base.with_suffix(".py"), base / "__init__.py") if f.is_file()), None)
+
 
 def module_source(name: str, src=None) -> str:
     "The source of compendium module `name` without nbdev's `# %%` cell-marker lines."
     f = module_file(name, src)
-    if f is None: raise ConfigError(f"no compendium module {name!r}")
+    if f is None:
+        raise ConfigError(f"no compendium module {name!r}")
     return "".join(l for l in f.read_text().splitlines(True) if not l.startswith("# %%"))
+
 
 _PARSED: dict = {}
 
+
 def _imports(name: str, f: Path) -> tuple[set, set]:
-    "The compendium names and the other top-level packages that module `name` (file `f`) imports (parsed once per file version)."
-    st = f.stat(); k = (name, str(f), st.st_mtime_ns, st.st_size)
-    if k not in _PARSED: _PARSED[k] = _parse_imports(name, f)
+    """The compendium names and the other top-level packages that
+    module `name` (file `f`) imports (parsed once per file version)."""
+    st = f.stat()
+    k = (name, str(f), st.st_mtime_ns, st.st_size)
+    if k not in _PARSED:
+        _PARSED[k] = _parse_imports(name, f)
     return _PARSED[k]
 
+
 def _parse_imports(name: str, f: Path) -> tuple[set, set]:
-    "The compendium names and the other top-level packages that module `name` (file `f`) imports, anywhere in its code."
+    """The compendium names and the other top-level packages that
+    module `name` (file `f`) imports, anywhere in its code."""
     pkg = name if f.name == "__init__.py" else name.rpartition(".")[0]
     mods, libs = set(), set()
     for node in ast.walk(ast.parse(f.read_text())):
-        if isinstance(node, ast.Import): full = [a.name for a in node.names]
+        if isinstance(node, ast.Import):
+            full = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                up = pkg.split("."); up = up[:len(up) - node.level + 1]
+                up = pkg.split(".")
+                up = up[: len(up) - node.level + 1]
                 base = ".".join(up + ([node.module] if node.module else []))
-            full = [base] + ([f"{base}.{a.name}" for a in node.names] if base.startswith("compendium") else [])
-        else: continue
-        for m in full: (mods if m.split(".")[0] == "compendium" else libs).add(m if m.startswith("compendium") else m.split(".")[0])
+            full = [base] + (
+                [f"{base}.{a.name}" for a in node.names] if base.startswith("compendium") else []
+            )
+        else:
+            continue
+        for m in full:
+            (mods if m.split(".")[0] == "compendium" else libs).add(
+                m if m.startswith("compendium") else m.split(".")[0]
+            )
     return mods, libs
 
+
 def _roots(roots, src=None) -> list[str]:
-    "Module names to start from: a paper id stands for every module of its package, a module object for its name."
+    """Module names to start from: a paper id stands for every
+    module of its package, a module object for its name."""
     out = []
     for r in roots:
         r = getattr(r, "__name__", r)
         if "." not in r and r != "compendium":
-            d = _src_root(src)/"compendium"/r
-            if not d.is_dir(): raise ConfigError(f"no package compendium.{r}")
-            out += [f"compendium.{r}"] + [f"compendium.{r}." + ".".join(f.relative_to(d).with_suffix("").parts)
-                                          for f in sorted(d.rglob("*.py")) if f.name != "__init__.py"]
-        elif module_file(r, src) is None: raise ConfigError(f"no compendium module {r!r}")
-        else: out.append(r)
+            d = _src_root(src) / "compendium" / r
+            if not d.is_dir():
+                raise ConfigError(f"no package compendium.{r}")
+            out += [f"compendium.{r}"] + [
+                f"compendium.{r}." + ".".join(f.relative_to(d).with_suffix("").parts)
+                for f in sorted(d.rglob("*.py"))
+                if f.name != "__init__.py"
+            ]
+        elif module_file(r, src) is None:
+            raise ConfigError(f"no compendium module {r!r}")
+        else:
+            out.append(r)
     return out
+
 
 def _scan(roots, src=None) -> tuple[list, set]:
     "Every compendium module reachable by imports from `roots`, and the other packages they import."
@@ -86,190 +133,384 @@ def _scan(roots, src=None) -> tuple[list, set]:
     while todo:
         m = todo.pop()
         parts = m.split(".")
-        for i in range(1, len(parts) + 1):                              # a module's parent packages run too
-            name = ".".join(parts[:i]); f = module_file(name, src)
-            if f is None or name in seen: continue
-            seen.add(name); mods, ls = _imports(name, f); todo += mods; libs |= ls
+        for i in range(1, len(parts) + 1):  # a module's parent packages run too
+            name = ".".join(parts[:i])
+            f = module_file(name, src)
+            if f is None or name in seen:
+                continue
+            seen.add(name)
+            mods, ls = _imports(name, f)
+            todo += mods
+            libs |= ls
     return sorted(seen), libs
 
+
 def imported_modules(*roots, src=None) -> list[str]:
-    "The compendium modules that `roots` (paper ids, module names or modules) import, directly or not, themselves included."
+    """The compendium modules that `roots` (paper ids, module names
+    or modules) import, directly or not, themselves included."""
     return _scan(roots, src)[0]
 
 # %% ../../nbs/core/09_cache.ipynb #489b79e9
-COMPUTE_LIBS = ("torch", "numpy", "scipy", "pandas", "scikit-learn", "transformers", "tokenizers", "safetensors",
-                "sentence-transformers", "faiss-cpu", "waterfall", "rouge-score", "nltk", "peft", "accelerate",
-                "rank-bm25", "datasets", "networkx")
+COMPUTE_LIBS = (
+    "torch",
+    "numpy",
+    "scipy",
+    "pandas",
+    "scikit-learn",
+    "transformers",
+    "tokenizers",
+    "safetensors",
+    "sentence-transformers",
+    "faiss-cpu",
+    "waterfall",
+    "rouge-score",
+    "nltk",
+    "peft",
+    "accelerate",
+    "rank-bm25",
+    "datasets",
+    "networkx",
+)
 
-def _canon(name: str) -> str: return re.sub(r"[-_.]+", "-", name).lower()
+
+def _canon(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
 
 @lru_cache(maxsize=1)
 def _distributions() -> dict:
     "Top-level import name -> the distributions that provide it (read once per process)."
     return {k: [_canon(d) for d in v] for k, v in metadata.packages_distributions().items()}
 
+
 def library_versions(imports=(), libs=()) -> dict:
-    "Python's version and those of the `COMPUTE_LIBS` among the distributions of `imports` (top-level names) and their dependencies, plus `libs`."
+    """Python's version and those of the `COMPUTE_LIBS` among the distributions
+    of `imports` (top-level names) and their dependencies, plus `libs`."""
     want = {_canon(l) for l in (*COMPUTE_LIBS, *libs)}
-    todo, seen = [d for i in imports for d in _distributions().get(i, [])] + [_canon(l) for l in libs], set()
+    todo, seen = (
+        [d for i in imports for d in _distributions().get(i, [])] + [_canon(l) for l in libs],
+        set(),
+    )
     while todo:
         d = todo.pop()
-        if d in seen or d not in want: continue
+        if d in seen or d not in want:
+            continue
         seen.add(d)
-        try: reqs = metadata.requires(d) or []
-        except metadata.PackageNotFoundError: continue
-        todo += [_canon(re.match(r"[A-Za-z0-9._-]+", r).group()) for r in reqs if "extra ==" not in r]
+        try:
+            reqs = metadata.requires(d) or []
+        except metadata.PackageNotFoundError:
+            continue
+        todo += [
+            _canon(re.match(r"[A-Za-z0-9._-]+", r).group()) for r in reqs if "extra ==" not in r
+        ]
     out = {"python": platform.python_version()}
     for d in sorted(seen):
-        try: out[d] = metadata.version(d)
-        except metadata.PackageNotFoundError: pass
+        try:
+            out[d] = metadata.version(d)
+        except metadata.PackageNotFoundError:
+            pass
     return out
 
+
 _DIGESTS: dict = {}
-DERIVED = ("cache-*.arrow",)   # files a library writes beside the data it reads (`datasets`' filter and map caches): not hashed
+# files a library writes beside the data it reads (`datasets`' filter and map caches): not hashed
+DERIVED = ("cache-*.arrow",)
+
 
 def file_digest(path: str | Path) -> str:
-    """sha256 of a file's bytes, or of a folder's files (relative names and bytes). A file over 1 MB is hashed once
-    while its size and modification time stay the same."""
+    """sha256 of a file's bytes, or of a folder's files (relative names and bytes). A file over 1 MB
+    is hashed once while its size and modification time stay the same."""
     p = Path(path)
-    if not p.exists(): raise MissingArtifact(f"missing {p}, which a cache key covers")
+    if not p.exists():
+        raise MissingArtifact(f"missing {p}, which a cache key covers")
     if p.is_dir():
         h = hashlib.sha256()
-        for f in sorted(q for q in p.rglob("*") if q.is_file() and not any(fnmatch(q.name, i) for i in DERIVED)):
+        for f in sorted(
+            q for q in p.rglob("*") if q.is_file() and not any(fnmatch(q.name, i) for i in DERIVED)
+        ):
             h.update(f.relative_to(p).as_posix().encode() + b"\0" + file_digest(f).encode())
         return h.hexdigest()
-    st = p.stat(); k = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    if k in _DIGESTS: return _DIGESTS[k]
+    st = p.stat()
+    k = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if k in _DIGESTS:
+        return _DIGESTS[k]
     h = hashlib.sha256()
     with open(p, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""): h.update(block)
-    if st.st_size > 1 << 20: _DIGESTS[k] = h.hexdigest()
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    if st.st_size > 1 << 20:
+        _DIGESTS[k] = h.hexdigest()
     return h.hexdigest()
 
-MODEL_FILES = {"compendium.core.embed": "minilm_path"}   # module -> its function that returns the model files it loads
+
+# module -> its function that returns the model files it loads
+MODEL_FILES = {"compendium.core.embed": "minilm_path"}
+
 
 def model_files(modules) -> list[Path]:
     "The model files that `modules` load (see `MODEL_FILES`)."
-    return [Path(getattr(importlib.import_module(m), MODEL_FILES[m])()) for m in modules if m in MODEL_FILES]
+    return [
+        Path(getattr(importlib.import_module(m), MODEL_FILES[m])())
+        for m in modules
+        if m in MODEL_FILES
+    ]
 
 # %% ../../nbs/core/09_cache.ipynb #63a30b32
-def key_inputs(cfg, *extra, paper: str | None = None, modules=None, files=(), libs=(), ignore=(), src=None) -> dict:
-    "What `chain_key` hashes: config, extra values, module sources, library versions and file digests."
+def key_inputs(
+    cfg, *extra, paper: str | None = None, modules=None, files=(), libs=(), ignore=(), src=None
+) -> dict:
+    """What `chain_key` hashes: config, extra values,
+    module sources, library versions and file digests."""
     conf = cfg if isinstance(cfg, dict) else cfg.to_dict()
-    roots = [modules] if isinstance(modules, str) or hasattr(modules, "__name__") else list(modules or ([paper] if paper else []))
-    if not roots: raise ConfigError("chain_key needs the chain's paper or its modules")
+    roots = (
+        [modules]
+        if isinstance(modules, str) or hasattr(modules, "__name__")
+        else list(modules or ([paper] if paper else []))
+    )
+    if not roots:
+        raise ConfigError("chain_key needs the chain's paper or its modules")
     mods, imports = _scan(roots, src)
     fs = [*([files] if isinstance(files, (str, Path)) else files), *model_files(mods)]
-    return {"config": {k: v for k, v in conf.items() if k not in ignore}, "extra": list(extra),
-            "modules": {m: hashlib.sha256(module_source(m, src).encode()).hexdigest() for m in mods},
-            "libs": library_versions(imports, libs), "files": [file_digest(f) for f in fs]}
+    return {
+        "config": {k: v for k, v in conf.items() if k not in ignore},
+        "extra": list(extra),
+        "modules": {m: hashlib.sha256(module_source(m, src).encode()).hexdigest() for m in mods},
+        "libs": library_versions(imports, libs),
+        "files": [file_digest(f) for f in fs],
+    }
+
 
 def key_of(inputs: dict, n: int = 12) -> str:
     "The short hash of `inputs` (what `key_inputs` returns)."
     return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:n]
 
-def chain_key(cfg, *extra, paper: str | None = None, modules=None, files=(), libs=(), ignore=(), src=None, n: int = 12) -> str:
-    "A short hash of `key_inputs`: a cached result is reused only while every one of them is unchanged."
-    return key_of(key_inputs(cfg, *extra, paper=paper, modules=modules, files=files, libs=libs, ignore=ignore, src=src), n)
+
+def chain_key(
+    cfg,
+    *extra,
+    paper: str | None = None,
+    modules=None,
+    files=(),
+    libs=(),
+    ignore=(),
+    src=None,
+    n: int = 12,
+) -> str:
+    """A short hash of `key_inputs`: a cached result is
+    reused only while every one of them is unchanged."""
+    return key_of(
+        key_inputs(
+            cfg,
+            *extra,
+            paper=paper,
+            modules=modules,
+            files=files,
+            libs=libs,
+            ignore=ignore,
+            src=src,
+        ),
+        n,
+    )
 
 # %% ../../nbs/core/09_cache.ipynb #2da79913
-KINDS = {"table": ".parquet", "tables": "", "json": ".json", "npy": ".npy", "checkpoint": ".safetensors", "dir": ""}
-_STACK: list = []    # one frame per computation in progress: the entries it used, the seconds spent computing them
-_LOG: list = []      # the provenance of every entry served or computed in this process
+KINDS = {
+    "table": ".parquet",
+    "tables": "",
+    "json": ".json",
+    "npy": ".npy",
+    "checkpoint": ".safetensors",
+    "dir": "",
+}
+# one frame per computation in progress: the entries it used, the seconds spent computing them
+_STACK: list = []
+_LOG: list = []  # the provenance of every entry served or computed in this process
+
 
 def _save(kind: str, value, f: Path) -> list[str]:
     "Write `value` for an entry whose main path is `f`; return the names of the files written."
-    if kind == "table": save_table(value, f)
-    elif kind == "json": save_json(value, f)
-    elif kind == "npy": atomic_write(f, lambda t: np.save(open(t, "wb"), np.asarray(value)))
-    elif kind == "checkpoint": save_checkpoint(f, *value)
+    if kind == "table":
+        save_table(value, f)
+    elif kind == "json":
+        save_json(value, f)
+    elif kind == "npy":
+        atomic_write(f, lambda t: np.save(open(t, "wb"), np.asarray(value)))
+    elif kind == "checkpoint":
+        save_checkpoint(f, *value)
     elif kind == "tables":
-        return [save_table(df, f.parent/f"{f.name}.{part}.parquet").name for part, df in value.items()]
+        return [
+            save_table(df, f.parent / f"{f.name}.{part}.parquet").name for part, df in value.items()
+        ]
     return [f.name]
 
+
 def _load(kind: str, f: Path, names: list[str]):
-    "Read back the entry whose main path is `f` (files `names`); MissingArtifact / CorruptArtifact when it cannot be."
-    missing = [n for n in names if not (f.parent/n).exists()]
-    if missing: raise MissingArtifact(f"missing {missing[0]}")
-    if kind == "table": return load_table(f)
-    if kind == "json": return load_json(f)
-    if kind == "checkpoint": return load_checkpoint(f)
-    if kind == "tables": return {n[len(f.name) + 1:-len(".parquet")]: load_table(f.parent/n) for n in names}
-    if kind == "dir": return f
-    try: return np.load(f)
-    except (OSError, ValueError) as e: raise CorruptArtifact(f"corrupt array {f}: {e}") from None
+    """Read back the entry whose main path is `f` (files `names`);
+    MissingArtifact / CorruptArtifact when it cannot be."""
+    missing = [n for n in names if not (f.parent / n).exists()]
+    if missing:
+        raise MissingArtifact(f"missing {missing[0]}")
+    if kind == "table":
+        return load_table(f)
+    if kind == "json":
+        return load_json(f)
+    if kind == "checkpoint":
+        return load_checkpoint(f)
+    if kind == "tables":
+        return {n[len(f.name) + 1 : -len(".parquet")]: load_table(f.parent / n) for n in names}
+    if kind == "dir":
+        return f
+    try:
+        return np.load(f)
+    except (OSError, ValueError) as e:
+        raise CorruptArtifact(f"corrupt array {f}: {e}") from None
+
 
 def _build_dir(f: Path, fn: Callable[[Path], Any]) -> Path:
-    "Call `fn(tmp)` on a fresh temporary folder beside `f` and rename it onto `f` (`atomic_dir`), after removing a killed run's leftovers."
-    for old in f.parent.glob(f".{f.name}.*"): shutil.rmtree(old, ignore_errors=True)
+    """Call `fn(tmp)` on a fresh temporary folder beside `f` and rename it
+    onto `f` (`atomic_dir`), after removing a killed run's leftovers."""
+    for old in f.parent.glob(f".{f.name}.*"):
+        shutil.rmtree(old, ignore_errors=True)
     return atomic_dir(f, fn)
 
+
 def _used(prov: dict, inner_s: float = 0.0):
-    "Tell the computation in progress (if any) that it used entry `prov`, whose computation took `inner_s` of its seconds."
-    if not _STACK: return
-    fr = _STACK[-1]; fr["deps"][f"{prov['name']}-{prov['key']}"] = prov["self_s"]; fr["deps"].update(prov["deps"]); fr["inner_s"] += inner_s
+    """Tell the computation in progress (if any) that it used entry
+    `prov`, whose computation took `inner_s` of its seconds."""
+    if not _STACK:
+        return
+    fr = _STACK[-1]
+    fr["deps"][f"{prov['name']}-{prov['key']}"] = prov["self_s"]
+    fr["deps"].update(prov["deps"])
+    fr["inner_s"] += inner_s
+
 
 def _short(inputs: dict) -> dict:
     "`key_inputs` with its digests cut to 12 characters, for a sidecar."
-    return {**inputs, "modules": {m: d[:12] for m, d in inputs["modules"].items()}, "files": [d[:12] for d in inputs["files"]]}
+    return {
+        **inputs,
+        "modules": {m: d[:12] for m, d in inputs["modules"].items()},
+        "files": [d[:12] for d in inputs["files"]],
+    }
 
-def cached(name: str, fn: Callable, folder: str | Path, key: str, kind: str = "table", device="cpu", inputs: dict | None = None) -> tuple[Any, dict]:
-    "`(result, provenance)` of entry `name` under `key` in `folder`: read back when complete, else `fn` computed and saved."
-    if kind not in KINDS: raise ConfigError(f"unknown cache kind {kind!r}; choose one of {', '.join(KINDS)}")
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-    f, side = folder/f"{name}-{key}{KINDS[kind]}", folder/f"{name}-{key}.prov.json"
+
+def cached(
+    name: str,
+    fn: Callable,
+    folder: str | Path,
+    key: str,
+    kind: str = "table",
+    device="cpu",
+    inputs: dict | None = None,
+) -> tuple[Any, dict]:
+    """`(result, provenance)` of entry `name` under `key` in `folder`:
+    read back when complete, else `fn` computed and saved."""
+    if kind not in KINDS:
+        raise ConfigError(f"unknown cache kind {kind!r}; choose one of {', '.join(KINDS)}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    f, side = folder / f"{name}-{key}{KINDS[kind]}", folder / f"{name}-{key}.prov.json"
     try:
         prov = load_json(side)
         if prov.get("key") == key and prov.get("kind") == kind:
             value = _load(kind, f, prov["files"])
             prov = {**prov, "from_cache": True, "depth": len(_STACK)}
-            _used(prov); _LOG.append(prov); return value, prov
-    except (MissingArtifact, CorruptArtifact, KeyError): pass
+            _used(prov)
+            _LOG.append(prov)
+            return value, prov
+    except (MissingArtifact, CorruptArtifact, KeyError):
+        pass
     side.unlink(missing_ok=True)
-    frame = {"deps": {}, "inner_s": 0.0}; _STACK.append(frame); t0 = time.time()
-    try: value = _build_dir(f, fn) if kind == "dir" else fn()
-    finally: _STACK.pop()
-    elapsed = time.time() - t0; self_s = max(0.0, elapsed - frame["inner_s"])
+    frame = {"deps": {}, "inner_s": 0.0}
+    _STACK.append(frame)
+    t0 = time.time()
+    try:
+        value = _build_dir(f, fn) if kind == "dir" else fn()
+    finally:
+        _STACK.pop()
+    elapsed = time.time() - t0
+    self_s = max(0.0, elapsed - frame["inner_s"])
     files = [f.name] if kind == "dir" else _save(kind, value, f)
-    prov = {"name": name, "kind": kind, "key": key, "device": str(device or "cpu"), "wall_s": round(self_s + sum(frame["deps"].values()), 3),
-            "self_s": round(self_s, 3), "deps": {k: round(v, 3) for k, v in frame["deps"].items()}, "created": utcnow(),
-            **git_state(), "files": files, **({"inputs": _short(inputs)} if inputs else {})}
+    prov = {
+        "name": name,
+        "kind": kind,
+        "key": key,
+        "device": str(device or "cpu"),
+        "wall_s": round(self_s + sum(frame["deps"].values()), 3),
+        "self_s": round(self_s, 3),
+        "deps": {k: round(v, 3) for k, v in frame["deps"].items()},
+        "created": utcnow(),
+        **git_state(),
+        "files": files,
+        **({"inputs": _short(inputs)} if inputs else {}),
+    }
     save_json(prov, side)
     prov = {**prov, "from_cache": False, "depth": len(_STACK)}
-    _used(prov, elapsed); _LOG.append(prov); return value, prov
+    _used(prov, elapsed)
+    _LOG.append(prov)
+    return value, prov
 
 # %% ../../nbs/core/09_cache.ipynb #14c173ba
 class Cache:
-    "The cached results in `folder` under one `key`: `cache(name, fn, kind=..., device=...)` reads back or computes."
+    """The cached results in `folder` under one `key`: `cache(name,
+    fn, kind=..., device=...)` reads back or computes."""
+
     def __init__(self, folder: str | Path, key: str, inputs: dict | None = None):
         self.folder, self.key, self.inputs, self.log = Path(folder), key, inputs, {}
 
     @classmethod
-    def for_chain(cls, paper: str, cfg, *extra, modules=None, files=(), libs=(), ignore=(), root=None, sub: str = "results") -> "Cache":
-        "The cache of `paper`'s chain for `cfg` in `runs/<scale>/<paper>/seed-<n>/<sub>/`, keyed by `chain_key`."
-        inputs = key_inputs(cfg, *extra, paper=paper, modules=modules, files=files, libs=libs, ignore=ignore)
-        return cls(paths(paper, cfg, root).run/sub, key_of(inputs), inputs)
+    def for_chain(
+        cls,
+        paper: str,
+        cfg,
+        *extra,
+        modules=None,
+        files=(),
+        libs=(),
+        ignore=(),
+        root=None,
+        sub: str = "results",
+    ) -> "Cache":
+        """The cache of `paper`'s chain for `cfg` in
+        `runs/<scale>/<paper>/seed-<n>/<sub>/`, keyed by `chain_key`."""
+        inputs = key_inputs(
+            cfg, *extra, paper=paper, modules=modules, files=files, libs=libs, ignore=ignore
+        )
+        return cls(paths(paper, cfg, root).run / sub, key_of(inputs), inputs)
 
     def path(self, name: str, kind: str = "table") -> Path:
         "Where entry `name` of `kind` lives."
-        return self.folder/f"{name}-{self.key}{KINDS[kind]}"
+        return self.folder / f"{name}-{self.key}{KINDS[kind]}"
 
     def __call__(self, name: str, fn: Callable, kind: str = "table", device="cpu"):
-        "`fn()`'s result for `name`, read back when cached (see `cached`); its provenance goes to `self.log[name]`."
-        value, self.log[name] = cached(name, fn, self.folder, self.key, kind, device, self.inputs); return value
+        """`fn()`'s result for `name`, read back when cached (see
+        `cached`); its provenance goes to `self.log[name]`."""
+        value, self.log[name] = cached(name, fn, self.folder, self.key, kind, device, self.inputs)
+        return value
 
-    def __repr__(self): return f"Cache({str(self.folder)!r}, {self.key!r})"
+    def __repr__(self):
+        return f"Cache({str(self.folder)!r}, {self.key!r})"
+
 
 def cache_log() -> list[dict]:
     "The provenance of every entry served or computed in this process, in order."
     return _LOG
 
+
 def cache_summary(entries=None) -> dict:
-    """Of `entries` (default: `cache_log()`): the device(s), the compute seconds of every entry they used, each counted
-    once (`wall_s`), and how many of the outermost entries were read back (`from_cache`: all of them)."""
+    """Of `entries` (default: `cache_log()`): the device(s), the compute seconds of every entry they
+    used, each counted once (`wall_s`), and how many of the outermost entries were read back
+    (`from_cache`: all of them)."""
     es = list(_LOG if entries is None else entries)
     own = {}
-    for e in es: own[f"{e['name']}-{e['key']}"] = e["self_s"]; own.update(e["deps"])
-    top = [e for e in es if not e.get("depth")]; hits = sum(bool(e["from_cache"]) for e in top)
-    return {"device": ", ".join(sorted({e["device"] for e in top})) or "cpu", "wall_s": round(sum(own.values()), 2),
-            "from_cache": bool(top) and hits == len(top), "cache_hits": hits, "cache_entries": len(top)}
+    for e in es:
+        own[f"{e['name']}-{e['key']}"] = e["self_s"]
+        own.update(e["deps"])
+    top = [e for e in es if not e.get("depth")]
+    hits = sum(bool(e["from_cache"]) for e in top)
+    return {
+        "device": ", ".join(sorted({e["device"] for e in top})) or "cpu",
+        "wall_s": round(sum(own.values()), 2),
+        "from_cache": bool(top) and hits == len(top),
+        "cache_hits": hits,
+        "cache_entries": len(top),
+    }

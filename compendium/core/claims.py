@@ -6,11 +6,12 @@ Docs: https://compendium-dev.github.io/compendium/core/claims.html.md"""
 
 # %% ../../nbs/core/04_claims.ipynb #605f927c
 from __future__ import annotations
-import math, operator
+import math
+import operator
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import pandas as pd
-from .config import ConfigError, SCALES, check_scale, papers, out_root
+from .config import ConfigError, check_scale, papers
 from .artifacts import paths, save_json, load_json, MissingArtifact, CorruptArtifact
 from .repro import manifest
 
@@ -21,86 +22,206 @@ __all__ = ['OPS', 'STATUSES', 'Claim', 'ClaimSet', 'ledger', 'ledger_markdown']
 OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt, "==": operator.eq}
 STATUSES = ("pass", "fail", "not-checked")
 
+
 @dataclass
 class Claim:
-    "One executable claim: `measured op target` (within `tolerance`), checked at the `scales` listed."
-    id: str                       # short id, e.g. "C1" (a better-posed companion of C2 is "C2b")
-    statement: str                # the claim in words
-    measured: float | None        # the number we measured
-    op: str                       # one of OPS
-    target: float                 # the number it is compared with
-    tolerance: float = 0.0        # slack in the claim's favour
+    """One executable claim: `measured op target` (within
+    `tolerance`), checked at the `scales` listed."""
+
+    id: str  # short id, e.g. "C1" (a better-posed companion of C2 is "C2b")
+    statement: str  # the claim in words
+    measured: float | None  # the number we measured
+    op: str  # one of OPS
+    target: float  # the number it is compared with
+    tolerance: float = 0.0  # slack in the claim's favour
     scales: tuple = ("default", "paper")  # where the claim is meant to hold
     details: dict = field(default_factory=dict)  # the numbers behind `measured`
-    status: str = ""              # set by `check`
+    status: str = ""  # set by `check`
 
     def __post_init__(self):
-        if self.op not in OPS: raise ConfigError(f"claim {self.id}: unknown comparison {self.op!r}; use one of {' '.join(OPS)}")
-        for s in self.scales: check_scale(s)
-        if self.measured is not None: self.measured = float(self.measured)
+        if self.op not in OPS:
+            raise ConfigError(
+                f"claim {self.id}: unknown comparison {self.op!r}; use one of {' '.join(OPS)}"
+            )
+        for s in self.scales:
+            check_scale(s)
+        if self.measured is not None:
+            self.measured = float(self.measured)
 
     def holds(self) -> bool:
         "Whether the comparison holds (False for a missing or NaN measurement)."
         m = self.measured
-        if m is None or math.isnan(m): return False
-        t = self.target + (self.tolerance if self.op in ("<=", "<") else -self.tolerance if self.op in (">=", ">") else 0)
-        return bool(OPS[self.op](m, t)) if self.op != "==" else abs(m - self.target) <= self.tolerance
+        if m is None or math.isnan(m):
+            return False
+        t = self.target + (
+            self.tolerance
+            if self.op in ("<=", "<")
+            else -self.tolerance
+            if self.op in (">=", ">")
+            else 0
+        )
+        return (
+            bool(OPS[self.op](m, t)) if self.op != "==" else abs(m - self.target) <= self.tolerance
+        )
 
     def check(self, scale: str) -> str:
-        "Set and return the status at `scale`: pass / fail, or not-checked where the claim does not apply."
-        self.status = ("pass" if self.holds() else "fail") if check_scale(scale) in self.scales else "not-checked"
+        """Set and return the status at `scale`: pass / fail,
+        or not-checked where the claim does not apply."""
+        self.status = (
+            ("pass" if self.holds() else "fail")
+            if check_scale(scale) in self.scales
+            else "not-checked"
+        )
         return self.status
 
 # %% ../../nbs/core/04_claims.ipynb #b3b4040d
 class ClaimSet:
     "The claims of one paper at one scale and seed."
+
     def __init__(self, paper: str, scale: str, seed: int):
         self.paper, self.scale, self.seed, self.claims = paper, check_scale(scale), seed, []
 
-    def add(self, id, statement, measured, op, target, tolerance=0.0, scales=("default", "paper"), **details) -> Claim:
+    def add(
+        self,
+        id,
+        statement,
+        measured,
+        op,
+        target,
+        tolerance=0.0,
+        scales=("default", "paper"),
+        **details,
+    ) -> Claim:
         "Add a claim, check it at this scale, and return it."
-        if any(c.id == id for c in self.claims): raise ConfigError(f"claim id {id!r} added twice")
-        c = Claim(id, statement, measured, op, target, tolerance, tuple(scales), details); c.check(self.scale)
-        self.claims.append(c); return c
+        if any(c.id == id for c in self.claims):
+            raise ConfigError(f"claim id {id!r} added twice")
+        c = Claim(id, statement, measured, op, target, tolerance, tuple(scales), details)
+        c.check(self.scale)
+        self.claims.append(c)
+        return c
 
     def to_dict(self, **extra) -> dict:
         m = manifest(self.paper, self.scale, self.seed, **extra)
-        keep = {k: m[k] for k in ("paper", "scale", "seed", "commit", "dirty", "created", "device", "wall_s", "from_cache") if k in m}
-        # `passed` repeats `status == "pass"` as a boolean for readers that look for one; `status` is the verdict.
-        return {**keep, "claims": [{**asdict(c), "scales": list(c.scales), "passed": c.status == "pass"} for c in self.claims]}
+        keep = {
+            k: m[k]
+            for k in (
+                "paper",
+                "scale",
+                "seed",
+                "commit",
+                "dirty",
+                "created",
+                "device",
+                "wall_s",
+                "from_cache",
+            )
+            if k in m
+        }
+        # `passed` repeats `status == "pass"` as a boolean for
+        # readers that look for one; `status` is the verdict.
+        return {
+            **keep,
+            "claims": [
+                {**asdict(c), "scales": list(c.scales), "passed": c.status == "pass"}
+                for c in self.claims
+            ],
+        }
 
     def write(self, root=None, **extra) -> Path:
         "Write `claims.json` where this scale's claims go; return its path."
         p = paths(self.paper, self.scale, root, seed=self.seed).claims
-        save_json(self.to_dict(**extra), p); return p
+        save_json(self.to_dict(**extra), p)
+        return p
 
     def table(self) -> pd.DataFrame:
         "The claims as a table."
-        return pd.DataFrame([dict(id=c.id, statement=c.statement, measured=c.measured, op=c.op, target=c.target,
-                                  tolerance=c.tolerance, status=c.status) for c in self.claims])
+        return pd.DataFrame(
+            [
+                dict(
+                    id=c.id,
+                    statement=c.statement,
+                    measured=c.measured,
+                    op=c.op,
+                    target=c.target,
+                    tolerance=c.tolerance,
+                    status=c.status,
+                )
+                for c in self.claims
+            ]
+        )
 
-    def _repr_markdown_(self): return self.table().to_markdown(index=False)
+    def _repr_markdown_(self):
+        return self.table().to_markdown(index=False)
 
 # %% ../../nbs/core/04_claims.ipynb #30cd1b9c
-def ledger(scale: str = "default", root=None, registry_root=None, seed: int | None = None) -> pd.DataFrame:
-    "All registered papers' claims at `scale` and `seed` (default: the committed seed) as one DataFrame (papers that have not run: status `not-run`)."
+def ledger(
+    scale: str = "default", root=None, registry_root=None, seed: int | None = None
+) -> pd.DataFrame:
+    """All registered papers' claims at `scale` and `seed` (default: the committed
+    seed) as one DataFrame (papers that have not run: status `not-run`)."""
     rows = []
     for p in papers(registry_root):
         f = paths(p.id, scale, root, make=False, seed=seed).claims
-        try: d = load_json(f)
+        try:
+            d = load_json(f)
         except (MissingArtifact, CorruptArtifact) as e:
-            rows.append(dict(paper=p.id, id="", statement="", measured=None, op="", target=None, tolerance=None,
-                             status="not-run" if isinstance(e, MissingArtifact) else "corrupt", commit="", seed=None)); continue
+            rows.append(
+                dict(
+                    paper=p.id,
+                    id="",
+                    statement="",
+                    measured=None,
+                    op="",
+                    target=None,
+                    tolerance=None,
+                    status="not-run" if isinstance(e, MissingArtifact) else "corrupt",
+                    commit="",
+                    seed=None,
+                )
+            )
+            continue
         for c in d["claims"]:
-            rows.append(dict(paper=p.id, id=c["id"], statement=c["statement"], measured=c["measured"], op=c["op"],
-                             target=c["target"], tolerance=c["tolerance"], status=c["status"],
-                             commit=d.get("commit", ""), seed=d.get("seed")))
-    return pd.DataFrame(rows, columns=["paper", "id", "statement", "measured", "op", "target", "tolerance", "status", "commit", "seed"])
+            rows.append(
+                dict(
+                    paper=p.id,
+                    id=c["id"],
+                    statement=c["statement"],
+                    measured=c["measured"],
+                    op=c["op"],
+                    target=c["target"],
+                    tolerance=c["tolerance"],
+                    status=c["status"],
+                    commit=d.get("commit", ""),
+                    seed=d.get("seed"),
+                )
+            )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "paper",
+            "id",
+            "statement",
+            "measured",
+            "op",
+            "target",
+            "tolerance",
+            "status",
+            "commit",
+            "seed",
+        ],
+    )
 
-def ledger_markdown(scale: str = "default", root=None, registry_root=None, seed: int | None = None) -> str:
+
+def ledger_markdown(
+    scale: str = "default", root=None, registry_root=None, seed: int | None = None
+) -> str:
     "The ledger as a markdown table, with a one-line summary above it."
     df = ledger(scale, root, registry_root, seed)
     counts = df.status.value_counts().to_dict()
-    head = f"Claims at scale `{scale}`: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in (*STATUSES, "not-run") if counts.get(s))
-    show = df.assign(measured=df.measured.map(lambda v: "" if v is None or pd.isna(v) else f"{v:.3g}"))
+    head = f"Claims at scale `{scale}`: " + ", ".join(
+        f"{counts.get(s, 0)} {s}" for s in (*STATUSES, "not-run") if counts.get(s)
+    )
+    show = df.assign(
+        measured=df.measured.map(lambda v: "" if v is None or pd.isna(v) else f"{v:.3g}")
+    )
     return head + "\n\n" + show.drop(columns=["seed"]).to_markdown(index=False)

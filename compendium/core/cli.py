@@ -6,112 +6,216 @@ Docs: https://compendium-dev.github.io/compendium/core/cli.html.md"""
 
 # %% ../../nbs/core/08_cli.ipynb #6b174836
 from __future__ import annotations
-import argparse, ast, sys
-from pathlib import Path
+import argparse
+import ast
+import sys
 from .config import CompendiumError, SCALES, papers, check_scale, get_paper
 from .claims import ledger, ledger_markdown
 from .artifacts import paths
 from .runner import reproduce, read_status
-from .sweep import SchedulerError, parse_seeds, robustness_figure, robustness_markdown
+from compendium.core.sweep import (
+    SchedulerError,
+    parse_seeds,
+    robustness_figure,
+    robustness_markdown,
+)
 
 # %% auto #0
 __all__ = ['main', 'cli']
 
 # %% ../../nbs/core/08_cli.ipynb #c0472aa9
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="compendium", description="Run and inspect the compendium's paper chains.")
+    ap = argparse.ArgumentParser(
+        prog="compendium", description="Run and inspect the compendium's paper chains."
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("list", help="papers, notebooks, last run and claims")
     p.add_argument("--scale", default="default")
-    p.add_argument("--seed", type=int, default=None, help="which seed's run (default: the committed seed)")
+    p.add_argument(
+        "--seed", type=int, default=None, help="which seed's run (default: the committed seed)"
+    )
     p = sub.add_parser("reproduce", help="run paper chains with papermill")
     p.add_argument("papers", nargs="*", help="paper ids (default: all)")
     p.add_argument("--scale", default="default", help=f"one of {', '.join(SCALES)}")
-    p.add_argument("--seed", type=int, default=None, help="the run's seed (default: the committed seed in settings.ini)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="the run's seed (default: the committed seed in settings.ini)",
+    )
     p.add_argument("--jobs", type=int, default=1, help="chains to run in parallel processes")
     p.add_argument("--force", action="store_true", help="rerun even if the chain is up to date")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a config field")
-    p.add_argument("--out", default=None, metavar="DIR", help="write data, runs and figures under DIR")
-    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
-                   help="stop a cell that runs longer (default: twice the chain's budget at the scale)")
-    p.add_argument("--seeds", default=None, metavar="SEEDS", help="a sweep: each seed one task (0-19, 3,7,11)")
-    p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT", help="run the tasks on this Dask scheduler")
-    p.add_argument("--cluster", default=None, metavar="slurm", help="start Dask workers as SLURM jobs (dask-jobqueue)")
-    p.add_argument("--retries", type=int, default=2, help="times a task whose process died is retried (Dask)")
-    p.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
-                   help="give up on an unreachable Dask scheduler after this long")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="FIELD=VALUE", help="override a config field"
+    )
+    p.add_argument(
+        "--out", default=None, metavar="DIR", help="write data, runs and figures under DIR"
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop a cell that runs longer (default: twice the chain's budget at the scale)",
+    )
+    p.add_argument(
+        "--seeds", default=None, metavar="SEEDS", help="a sweep: each seed one task (0-19, 3,7,11)"
+    )
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="tcp://HOST:PORT",
+        help="run the tasks on this Dask scheduler",
+    )
+    p.add_argument(
+        "--cluster",
+        default=None,
+        metavar="slurm",
+        help="start Dask workers as SLURM jobs (dask-jobqueue)",
+    )
+    p.add_argument(
+        "--retries", type=int, default=2, help="times a task whose process died is retried (Dask)"
+    )
+    p.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="give up on an unreachable Dask scheduler after this long",
+    )
     p = sub.add_parser("claims", help="the claims ledger")
     p.add_argument("--scale", default="default")
-    p.add_argument("--seed", type=int, default=None, help="which seed's claims (default: the committed seed)")
-    p.add_argument("--seeds", action="store_true", help="the robustness ledger: each claim over every seed that ran")
-    p.add_argument("--figures", action="store_true", help="with --seeds: redraw each swept paper's robustness figure")
+    p.add_argument(
+        "--seed", type=int, default=None, help="which seed's claims (default: the committed seed)"
+    )
+    p.add_argument(
+        "--seeds",
+        action="store_true",
+        help="the robustness ledger: each claim over every seed that ran",
+    )
+    p.add_argument(
+        "--figures",
+        action="store_true",
+        help="with --seeds: redraw each swept paper's robustness figure",
+    )
     return ap
+
 
 def _overrides(items: list[str]) -> dict:
     res = {}
     for it in items:
-        if "=" not in it: raise CompendiumError(f"--set needs FIELD=VALUE, got {it!r}")
+        if "=" not in it:
+            raise CompendiumError(f"--set needs FIELD=VALUE, got {it!r}")
         k, v = it.split("=", 1)
-        try: res[k.strip()] = ast.literal_eval(v)
-        except (ValueError, SyntaxError): res[k.strip()] = v
+        try:
+            res[k.strip()] = ast.literal_eval(v)
+        except (ValueError, SyntaxError):
+            res[k.strip()] = v
     return res
+
 
 def _list(scale, seed=None):
     led = ledger(scale, seed=seed)
     for p in papers():
-        st = read_status(p.id, scale, seed=seed); claims = led[led.paper == p.id].status.value_counts().to_dict()
+        st = read_status(p.id, scale, seed=seed)
+        claims = led[led.paper == p.id].status.value_counts().to_dict()
         cs = ", ".join(f"{n} {s}" for s, n in claims.items())
-        print(f"{p.id:12s} {p.title}  (arXiv {p.arxiv})\n{'':12s} notebooks: {' '.join(p.notebooks)}\n"
-              f"{'':12s} last {scale} run: {st['status'] if st else 'never'}; claims: {cs}")
+        print(
+            f"{p.id:12s} {p.title}  (arXiv {p.arxiv})\n{'':12s} notebooks: "
+            f"{' '.join(p.notebooks)}\n{'':12s} last {scale} run: "
+            f"{st['status'] if st else 'never'}; claims: {cs}"
+        )
+
 
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `compendium` console script; returns the exit code."
     args = _parser().parse_args(argv)
     try:
         check_scale(args.scale)
-        if args.seed is not None and args.seed < 0: raise CompendiumError(f"--seed must be >= 0, got {args.seed}")
-        if args.cmd == "list": _list(args.scale, args.seed); return 0
-        if args.cmd == "claims" and args.seeds: _robustness(args.scale, args.figures); return 0
-        if args.cmd == "claims": print(ledger_markdown(args.scale, seed=args.seed)); return 0
-        for pid in args.papers: get_paper(pid)
-        if args.jobs < 1: raise CompendiumError("--jobs must be at least 1")
-        if args.retries < 0: raise CompendiumError("--retries must be >= 0")
-        if args.scheduler and args.cluster: raise CompendiumError("give --scheduler or --cluster, not both")
-        if args.cluster not in (None, "slurm"): raise CompendiumError(f"--cluster {args.cluster!r}: only slurm is known")
+        if args.seed is not None and args.seed < 0:
+            raise CompendiumError(f"--seed must be >= 0, got {args.seed}")
+        if args.cmd == "list":
+            _list(args.scale, args.seed)
+            return 0
+        if args.cmd == "claims" and args.seeds:
+            _robustness(args.scale, args.figures)
+            return 0
+        if args.cmd == "claims":
+            print(ledger_markdown(args.scale, seed=args.seed))
+            return 0
+        for pid in args.papers:
+            get_paper(pid)
+        if args.jobs < 1:
+            raise CompendiumError("--jobs must be at least 1")
+        if args.retries < 0:
+            raise CompendiumError("--retries must be >= 0")
+        if args.scheduler and args.cluster:
+            raise CompendiumError("give --scheduler or --cluster, not both")
+        if args.cluster not in (None, "slurm"):
+            raise CompendiumError(f"--cluster {args.cluster!r}: only slurm is known")
         seeds = parse_seeds(args.seeds) if args.seeds is not None else None
-        res = reproduce(args.papers or None, args.scale, args.seed, args.jobs, args.force, _overrides(args.set),
-                        out=args.out, cell_timeout=args.timeout, seeds=seeds, scheduler=args.scheduler,
-                        cluster=args.cluster, retries=args.retries, connect_timeout=args.connect_timeout)
+        res = reproduce(
+            args.papers or None,
+            args.scale,
+            args.seed,
+            args.jobs,
+            args.force,
+            _overrides(args.set),
+            out=args.out,
+            cell_timeout=args.timeout,
+            seeds=seeds,
+            scheduler=args.scheduler,
+            cluster=args.cluster,
+            retries=args.retries,
+            connect_timeout=args.connect_timeout,
+        )
     except SchedulerError as e:
-        print(f"compendium: error: {e}", file=sys.stderr); return 1
+        print(f"compendium: error: {e}", file=sys.stderr)
+        return 1
     except CompendiumError as e:
-        print(f"compendium: error: {e}", file=sys.stderr); return 2
+        print(f"compendium: error: {e}", file=sys.stderr)
+        return 2
     bad = [r for r in res if r.status == "failed"]
     sweep = len({r.seed for r in res}) > 1
-    what = f"runs (paper, seed) ok at scale {args.scale}" if sweep else f"chains ok at scale {args.scale}"
-    print(f"\n{len(res) - len(bad)} of {len(res)} {what}"
-          + "".join(f"\n  FAILED {f'[seed {r.seed}] ' if sweep else ''}{r.error}" for r in bad))
+    what = (
+        f"runs (paper, seed) ok at scale {args.scale}"
+        if sweep
+        else f"chains ok at scale {args.scale}"
+    )
+    print(
+        f"\n{len(res) - len(bad)} of {len(res)} {what}"
+        + "".join(f"\n  FAILED {f'[seed {r.seed}] ' if sweep else ''}{r.error}" for r in bad)
+    )
     if not bad and res and not sweep:
         d = paths(res[0].paper, args.scale, args.out, make=False, seed=res[0].seed)
-        where = "figures/<paper>/" if d.committed else f"runs/{args.scale}/<paper>/seed-{res[0].seed}/figures/"
+        where = (
+            "figures/<paper>/"
+            if d.committed
+            else f"runs/{args.scale}/<paper>/seed-{res[0].seed}/figures/"
+        )
         print(f"figures and claims: {where}" + (f" under {args.out}" if args.out else ""))
     if sweep:
-        print(f"each seed's figures and claims: runs/{args.scale}/<paper>/seed-<n>/figures/ (the committed seed's: "
-              "figures/<paper>/)" + (f" under {args.out}" if args.out else ""))
+        print(
+            f"each seed's figures and claims: runs/{args.scale}/<paper>/seed-<n>/figures/ "
+            "(the committed seed's: figures/<paper>/)" + (f" under {args.out}" if args.out else "")
+        )
         for pid in dict.fromkeys(r.paper for r in res):
             png = robustness_figure(pid, args.scale, args.out)
-            if png: print(f"robustness figure: {png}")
+            if png:
+                print(f"robustness figure: {png}")
         print(f"robustness ledger: compendium claims --seeds --scale {args.scale}")
     return 1 if bad else 0
+
 
 def _robustness(scale, figures=False):
     "Print the robustness ledger; with `figures`, (re)draw each swept paper's robustness figure."
     print(robustness_markdown(scale))
     for p in papers() if figures else []:
         png = robustness_figure(p.id, scale)
-        if png: print(f"\nrobustness figure: {png}")
+        if png:
+            print(f"\nrobustness figure: {png}")
+
 
 def cli():
     "Console-script wrapper: exit with `main`'s code."
     sys.exit(main())
-

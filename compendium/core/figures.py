@@ -18,33 +18,68 @@ __all__ = ['OKABE_ITO', 'STYLE', 'use_style', 'save_figure']
 # %% ../../nbs/core/03_figures.ipynb #754e68d1
 OKABE_ITO = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
 STYLE = {
-    "figure.figsize": (6.4, 4.0), "figure.dpi": 110, "savefig.dpi": 150, "savefig.bbox": "tight",
-    "axes.prop_cycle": matplotlib.cycler(color=OKABE_ITO), "axes.spines.top": False, "axes.spines.right": False,
-    "axes.grid": True, "grid.alpha": 0.3, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 8,
-    "legend.frameon": False, "font.size": 9, "svg.hashsalt": "compendium", "svg.fonttype": "path",
+    "figure.figsize": (6.4, 4.0),
+    "figure.dpi": 110,
+    "savefig.dpi": 150,
+    "savefig.bbox": "tight",
+    "axes.prop_cycle": matplotlib.cycler(color=OKABE_ITO),
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "legend.fontsize": 8,
+    "legend.frameon": False,
+    "font.size": 9,
+    "svg.hashsalt": "compendium",
+    "svg.fonttype": "path",
 }
+
 
 def use_style():
     "Apply the compendium's matplotlib style globally."
     matplotlib.rcParams.update(STYLE)
 
+
 use_style()
 
 # %% ../../nbs/core/03_figures.ipynb #2e709765
-def save_figure(fig, name: str, paper: str, scale, seed: int | None = None, params: dict | None = None,
-                notebook: str | None = None, root=None, wall_s: float | None = None, close: bool = True, **extra) -> Path:
-    """Save `fig` as PNG + SVG with a provenance sidecar; return the PNG's path. `scale` is a scale name (then give
-    `seed` and `params`) or the chain's config, whose scale, seed and fields are used; `extra` goes into the sidecar."""
+def save_figure(
+    fig,
+    name: str,
+    paper: str,
+    scale,
+    seed: int | None = None,
+    params: dict | None = None,
+    notebook: str | None = None,
+    root=None,
+    wall_s: float | None = None,
+    close: bool = True,
+    **extra,
+) -> Path:
+    """Save `fig` as PNG + SVG with a provenance sidecar; return the PNG's path. `scale` is a scale
+    name (then give `seed` and `params`) or the chain's config, whose scale, seed and fields are
+    used; `extra` goes into the sidecar."""
     if not isinstance(scale, str):
-        cfg = scale; scale, seed = cfg.scale, cfg.seed if seed is None else seed
+        cfg = scale
+        scale, seed = cfg.scale, cfg.seed if seed is None else seed
         params = cfg.to_dict() if params is None else params
-    if seed is None: raise TypeError("save_figure needs a seed (or the chain's config)")
+    if seed is None:
+        raise TypeError("save_figure needs a seed (or the chain's config)")
     d = paths(paper, scale, root, seed=seed).figures
-    png, svg = d/f"{name}.png", d/f"{name}.svg"
-    fig.savefig(png, metadata={"Software": None}); fig.savefig(svg, metadata={"Date": None})
-    prov = {**manifest(paper, scale, seed, wall_s=wall_s, **extra), "figure": name,
-            "notebook": notebook or f"nbs/{paper}/", "files": [png.name, svg.name], "params": params or {}}
+    png, svg = d / f"{name}.png", d / f"{name}.svg"
+    fig.savefig(png, metadata={"Software": None})
+    fig.savefig(svg, metadata={"Date": None})
+    prov = {
+        **manifest(paper, scale, seed, wall_s=wall_s, **extra),
+        "figure": name,
+        "notebook": notebook or f"nbs/{paper}/",
+        "files": [png.name, svg.name],
+        "params": params or {},
+    }
     prov = {"paper": prov.pop("paper"), "figure": prov.pop("figure"), **prov}
-    save_json(prov, d/f"{name}.json")
-    if close: plt.close(fig)
+    save_json(prov, d / f"{name}.json")
+    if close:
+        plt.close(fig)
     return png

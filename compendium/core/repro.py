@@ -6,7 +6,12 @@ Docs: https://compendium-dev.github.io/compendium/core/repro.html.md"""
 
 # %% ../../nbs/core/01_repro.ipynb #f6c92a5b
 from __future__ import annotations
-import datetime as _dt, os, platform, random, subprocess, sys, time
+import datetime as _dt
+import os
+import platform
+import random
+import subprocess
+import time
 from importlib import metadata
 from pathlib import Path
 import numpy as np
@@ -22,75 +27,160 @@ def seed_everything(seed: int) -> np.random.Generator:
     "Seed python, numpy and torch with `seed`; return a new `np.random.Generator` seeded with it."
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
-    if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
     return np.random.default_rng(seed)
+
 
 def torch_generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
     "A `torch.Generator` on `device` seeded with `seed`."
-    g = torch.Generator(device=device); g.manual_seed(seed); return g
+    g = torch.Generator(device=device)
+    g.manual_seed(seed)
+    return g
 
 # %% ../../nbs/core/01_repro.ipynb #a1baf207
 def deterministic(enabled: bool = True):
     "Turn torch's deterministic algorithms on (or off)."
-    if enabled: os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(enabled, warn_only=True)
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = enabled, not enabled
 
-_USED: set = set()   # the devices this process handed out for computation (what the manifest records)
+
+# the devices this process handed out for computation (what the manifest records)
+_USED: set = set()
+
 
 def get_device(prefer: str | None = None) -> torch.device:
-    "`prefer` if given, else cuda, then mps, then cpu; the device is recorded as used by this process's results."
-    if prefer: d = torch.device(prefer)
-    elif torch.cuda.is_available(): d = torch.device("cuda")
-    elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available(): d = torch.device("mps")
-    else: d = torch.device("cpu")
-    _USED.add(d.type); return d
+    """`prefer` if given, else cuda, then mps, then cpu; the
+    device is recorded as used by this process's results."""
+    if prefer:
+        d = torch.device(prefer)
+    elif torch.cuda.is_available():
+        d = torch.device("cuda")
+    elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        d = torch.device("mps")
+    else:
+        d = torch.device("cpu")
+    _USED.add(d.type)
+    return d
+
 
 def used_device() -> str:
-    "The device(s) this process computed on (via `get_device`), else `cpu`: code that never asked for one ran there."
+    """The device(s) this process computed on (via `get_device`),
+    else `cpu`: code that never asked for one ran there."""
     return "+".join(sorted(_USED)) or "cpu"
 
+
 def set_threads(n: int | None = None) -> int:
-    "Set torch's intra-op thread count to `n` (default: `COMPENDIUM_THREADS`, else leave it); return the count in force."
+    """Set torch's intra-op thread count to `n` (default:
+    `COMPENDIUM_THREADS`, else leave it); return the count in force."""
     n = n or int(os.environ.get("COMPENDIUM_THREADS", 0) or 0)
-    if n: torch.set_num_threads(n)
+    if n:
+        torch.set_num_threads(n)
     return torch.get_num_threads()
 
 # %% ../../nbs/core/01_repro.ipynb #98979bb0
 _T0 = time.time()
-VERSIONED = ("torch", "numpy", "pandas", "matplotlib", "transformers", "tokenizers", "safetensors", "datasets",
-             "sentence-transformers", "faiss-cpu", "networkx", "scipy", "scikit-learn", "peft", "trl", "accelerate",
-             "waterfall", "rouge-score", "rank-bm25", "ranx", "papermill", "nbdev")
+VERSIONED = (
+    "torch",
+    "numpy",
+    "pandas",
+    "matplotlib",
+    "transformers",
+    "tokenizers",
+    "safetensors",
+    "datasets",
+    "sentence-transformers",
+    "faiss-cpu",
+    "networkx",
+    "scipy",
+    "scikit-learn",
+    "peft",
+    "trl",
+    "accelerate",
+    "waterfall",
+    "rouge-score",
+    "rank-bm25",
+    "ranx",
+    "papermill",
+    "nbdev",
+)
+
 
 def _git(*args, root=None) -> str:
     try:
-        r = subprocess.run(["git", *args], cwd=root or project_root(), capture_output=True, text=True, timeout=20)
+        r = subprocess.run(
+            ["git", *args], cwd=root or project_root(), capture_output=True, text=True, timeout=20
+        )
         return r.stdout.strip() if r.returncode == 0 else ""
-    except (OSError, subprocess.SubprocessError): return ""
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
 
 def git_state(root: str | Path | None = None) -> dict:
-    """The short commit hash and whether the sources differ from it: a tracked file changed (outside figures/, runs/,
-    data/), or an untracked, not-ignored notebook or module (a chain may run it) exists."""
+    """The short commit hash and whether the sources differ from it: a tracked file changed (outside
+    figures/, runs/, data/), or an untracked, not-ignored notebook or module (a chain may run it)
+    exists."""
     commit = _git("rev-parse", "--short", "HEAD", root=root) or "unknown"
-    st = _git("status", "--porcelain", "-uno", "--", ".", ":(exclude)figures", ":(exclude)runs", ":(exclude)data", root=root)
-    new = _git("ls-files", "--others", "--exclude-standard", "--", "*.ipynb", "*.py", "settings.ini", root=root)
+    st = _git(
+        "status",
+        "--porcelain",
+        "-uno",
+        "--",
+        ".",
+        ":(exclude)figures",
+        ":(exclude)runs",
+        ":(exclude)data",
+        root=root,
+    )
+    new = _git(
+        "ls-files",
+        "--others",
+        "--exclude-standard",
+        "--",
+        "*.ipynb",
+        "*.py",
+        "settings.ini",
+        root=root,
+    )
     return {"commit": commit, "dirty": bool(st or new)}
+
 
 def versions(pkgs=VERSIONED) -> dict:
     "Python's and the installed packages' versions."
     res = {"python": platform.python_version()}
     for p in pkgs:
-        try: res[p] = metadata.version(p)
-        except metadata.PackageNotFoundError: pass
+        try:
+            res[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            pass
     return res
+
 
 def utcnow() -> str:
     "Now, UTC, ISO 8601 to the second."
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return (
+        _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    )
 
-def manifest(paper: str, scale: str, seed: int, device=None, wall_s: float | None = None, **extra) -> dict:
-    "The provenance of a result: paper, scale, seed, commit, dirty flag, time, device, versions, wall time."
-    return {"paper": paper, "scale": scale, "seed": seed, **git_state(), "created": utcnow(),
-            "device": str(device or used_device()), "versions": versions(),
-            "wall_s": round(wall_s if wall_s is not None else time.time() - _T0, 2), **extra}
+
+def manifest(
+    paper: str, scale: str, seed: int, device=None, wall_s: float | None = None, **extra
+) -> dict:
+    """The provenance of a result: paper, scale, seed,
+    commit, dirty flag, time, device, versions, wall time."""
+    return {
+        "paper": paper,
+        "scale": scale,
+        "seed": seed,
+        **git_state(),
+        "created": utcnow(),
+        "device": str(device or used_device()),
+        "versions": versions(),
+        "wall_s": round(wall_s if wall_s is not None else time.time() - _T0, 2),
+        **extra,
+    }

@@ -6,13 +6,25 @@ Docs: https://compendium-dev.github.io/compendium/core/runner.html.md"""
 
 # %% ../../nbs/core/07_runner.ipynb #a2a4ffe5
 from __future__ import annotations
-import hashlib, json, os, time, traceback
+import hashlib
+import json
+import os
+import time
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from tqdm.auto import tqdm
-from .config import (CompendiumError, ConfigError, Paper, check_scale, committed_seed, get_paper, papers,
-                                    project_root, out_root)
+from compendium.core.config import (
+    CompendiumError,
+    ConfigError,
+    Paper,
+    check_scale,
+    committed_seed,
+    get_paper,
+    papers,
+    project_root,
+    out_root,
+)
 from .artifacts import CorruptArtifact, MissingArtifact, load_json, paths, save_json
 from .repro import utcnow
 
@@ -23,101 +35,168 @@ __all__ = ['LOCK_FILE', 'notebook_source', 'chain_hash', 'ChainResult', 'read_st
 # %% ../../nbs/core/07_runner.ipynb #06503229
 LOCK_FILE = "requirements.lock"
 
+
 def notebook_source(path: str | Path) -> str:
     "The part of a notebook that determines what it computes: cell types and sources."
-    try: nb = json.loads(Path(path).read_text())
-    except FileNotFoundError: raise MissingArtifact(f"missing notebook {path}") from None
-    except json.JSONDecodeError as e: raise CorruptArtifact(f"corrupt notebook {path}: {e}") from None
+    try:
+        nb = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise MissingArtifact(f"missing notebook {path}") from None
+    except json.JSONDecodeError as e:
+        raise CorruptArtifact(f"corrupt notebook {path}: {e}") from None
     return "\n".join(c["cell_type"] + ":" + "".join(c["source"]) for c in nb["cells"])
 
-def chain_hash(paper: Paper, scale: str, seed: int, overrides: dict | None = None, root=None) -> str:
-    "sha256 over the chain's notebook sources, the package code it imports, the parameters and the lock file."
-    root = Path(root or project_root()); h = hashlib.sha256()
-    for nb in paper.notebook_paths(root): h.update(nb.name.encode()); h.update(notebook_source(nb).encode())
-    pkg = root/"compendium"
-    for f in sorted([*(pkg/"core").glob("*.py"), *(pkg/paper.id).rglob("*.py")]):
-        h.update(str(f.relative_to(root)).encode()); h.update(f.read_bytes())
-    h.update(json.dumps({"scale": scale, "seed": seed, "overrides": overrides or {}}, sort_keys=True).encode())
-    if (root/LOCK_FILE).exists(): h.update((root/LOCK_FILE).read_bytes())
+
+def chain_hash(
+    paper: Paper, scale: str, seed: int, overrides: dict | None = None, root=None
+) -> str:
+    """sha256 over the chain's notebook sources, the package
+    code it imports, the parameters and the lock file."""
+    root = Path(root or project_root())
+    h = hashlib.sha256()
+    for nb in paper.notebook_paths(root):
+        h.update(nb.name.encode())
+        h.update(notebook_source(nb).encode())
+    pkg = root / "compendium"
+    for f in sorted([*(pkg / "core").glob("*.py"), *(pkg / paper.id).rglob("*.py")]):
+        h.update(str(f.relative_to(root)).encode())
+        h.update(f.read_bytes())
+    h.update(
+        json.dumps(
+            {"scale": scale, "seed": seed, "overrides": overrides or {}}, sort_keys=True
+        ).encode()
+    )
+    if (root / LOCK_FILE).exists():
+        h.update((root / LOCK_FILE).read_bytes())
     return h.hexdigest()
 
 # %% ../../nbs/core/07_runner.ipynb #1a78bb93
 @dataclass
 class ChainResult:
     "What happened to one chain."
+
     paper: str
     scale: str
-    status: str                 # ok / failed / skipped (up to date)
+    status: str  # ok / failed / skipped (up to date)
     wall_s: float = 0.0
-    error: str = ""             # the one-line error of a failed chain
-    ran: list = field(default_factory=list)   # notebooks executed in this call
+    error: str = ""  # the one-line error of a failed chain
+    ran: list = field(default_factory=list)  # notebooks executed in this call
     seed: int = 0
+
 
 def _error_line(paper: str, nb: Path, e: Exception, timeout: float | None = None) -> str:
     from papermill.exceptions import PapermillExecutionError
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
     if isinstance(e, PapermillExecutionError):
         msg = (str(e.evalue).strip().splitlines() or [""])[-1][:300]
-        return f"{paper}: {nb.name} failed in cell {e.cell_index} (execution count {e.exec_count}): {e.ename}: {msg}"
+        return (
+            f"{paper}: {nb.name} failed in cell {e.cell_index} (execution count "
+            f"{e.exec_count}): {e.ename}: {msg}"
+        )
     if isinstance(e, CellTimeoutError):
-        return (f"{paper}: {nb.name} stopped: a cell ran longer than the {timeout:.0f} s cell timeout "
-                "(raise it with --timeout SECONDS)")
-    if isinstance(e, DeadKernelError): return f"{paper}: {nb.name} failed: the notebook's kernel died (out of memory?)"
-    return f"{paper}: {nb.name} failed: {type(e).__name__}: {str(e).strip().splitlines()[0][:300] if str(e).strip() else ''}"
+        return (
+            f"{paper}: {nb.name} stopped: a cell ran longer than the {timeout:.0f} s cell timeout "
+            "(raise it with --timeout SECONDS)"
+        )
+    if isinstance(e, DeadKernelError):
+        return f"{paper}: {nb.name} failed: the notebook's kernel died (out of memory?)"
+    return (
+        f"{paper}: {nb.name} failed: {type(e).__name__}: "
+        f"{str(e).strip().splitlines()[0][:300] if str(e).strip() else ''}"
+    )
+
 
 def _ipc_kernel_manager():
-    "A kernel manager class whose kernels talk over local IPC sockets, not TCP (no network port, no plain-TCP warning)."
+    """A kernel manager class whose kernels talk over local IPC
+    sockets, not TCP (no network port, no plain-TCP warning)."""
     from jupyter_client.manager import AsyncKernelManager
     import tempfile
+
     class IPCKernelManager(AsyncKernelManager):
-        # each kernel's sockets in a fresh folder: two runners started at once never pick the same socket files
+        # each kernel's sockets in a fresh folder: two runners
+        # started at once never pick the same socket files
         def __init__(self, **kw):
-            super().__init__(**{"transport": "ipc", "ip": str(Path(tempfile.mkdtemp(prefix="cpd-"))/"k"), **kw})
+            super().__init__(
+                **{"transport": "ipc", "ip": str(Path(tempfile.mkdtemp(prefix="cpd-")) / "k"), **kw}
+            )
+
     return IPCKernelManager
 
+
 def read_status(paper: str, scale: str, out=None, seed: int | None = None) -> dict | None:
-    "The last recorded status of a chain at `scale` and `seed` (default: the committed seed), or None (never run, or an unreadable file)."
-    try: return load_json(paths(paper, scale, out, make=False, seed=seed).run/"status.json")
-    except (MissingArtifact, CorruptArtifact): return None
+    """The last recorded status of a chain at `scale` and `seed` (default:
+    the committed seed), or None (never run, or an unreadable file)."""
+    try:
+        return load_json(paths(paper, scale, out, make=False, seed=seed).run / "status.json")
+    except (MissingArtifact, CorruptArtifact):
+        return None
+
 
 def cell_timeout_for(paper: Paper, scale: str, timeout: float | None = None) -> float | None:
-    "Seconds one cell may run: `timeout` if given, else twice the chain's budget at `scale` (None: no budget, no limit)."
+    """Seconds one cell may run: `timeout` if given, else twice
+    the chain's budget at `scale` (None: no budget, no limit)."""
     if timeout is not None:
-        if timeout <= 0: raise ConfigError(f"--timeout must be positive, got {timeout}")
+        if timeout <= 0:
+            raise ConfigError(f"--timeout must be positive, got {timeout}")
         return float(timeout)
     b = paper.budgets.get(scale)
     return 2 * b if b else None
 
+
 def check_overrides(paper: Paper, scale: str, seed: int, overrides: dict | None, root=None):
-    "Build the chain's configuration from `overrides`: an unknown field or a value of the wrong type raises one line."
+    """Build the chain's configuration from `overrides`: an
+    unknown field or a value of the wrong type raises one line."""
     cls = paper.config_class(root)
-    if cls is not None: cls.for_scale(scale, seed, **(overrides or {}))
+    if cls is not None:
+        cls.for_scale(scale, seed, **(overrides or {}))
+
 
 def _outputs(P, out: Path) -> list[str]:
-    "The files a finished chain left: executed notebooks, figures and claims (paths relative to `out`)."
+    """The files a finished chain left: executed notebooks,
+    figures and claims (paths relative to `out`)."""
     fs = [*P.run.glob("*.ipynb"), *(P.figures.glob("*") if P.figures.exists() else [])]
     return sorted(str(f.relative_to(out)) for f in fs if f.is_file())
 
+
 def _up_to_date(prev: dict | None, h: str, out: Path, force: bool) -> bool:
     ok = bool(prev) and prev.get("hash") == h and prev.get("status") == "ok" and not force
-    return ok and all((out/f).exists() for f in prev.get("outputs", []))
+    return ok and all((out / f).exists() for f in prev.get("outputs", []))
 
-def run_chain(pid: str, scale: str = "default", seed: int | None = None, overrides: dict | None = None,
-              force: bool = False, root=None, out=None, cell_timeout: float | None = None, log=print) -> ChainResult:
-    """Run paper `pid`'s notebooks at `scale` and `seed` (default: the committed seed), skipping an up-to-date chain
-    and resuming an interrupted one. Executed notebooks and `status.json` go to `runs/<scale>/<pid>/seed-<n>/`."""
+
+def run_chain(
+    pid: str,
+    scale: str = "default",
+    seed: int | None = None,
+    overrides: dict | None = None,
+    force: bool = False,
+    root=None,
+    out=None,
+    cell_timeout: float | None = None,
+    log=print,
+) -> ChainResult:
+    """Run paper `pid`'s notebooks at `scale` and `seed` (default: the committed seed), skipping an
+    up-to-date chain and resuming an interrupted one. Executed notebooks and `status.json` go to
+    `runs/<scale>/<pid>/seed-<n>/`."""
     import papermill as pm
-    root = Path(root or project_root()); out = Path(out or out_root(root)); check_scale(scale)
+
+    root = Path(root or project_root())
+    out = Path(out or out_root(root))
+    check_scale(scale)
     paper, overrides = get_paper(pid, root), dict(overrides or {})
     seed = committed_seed(root) if seed is None else seed
     nbs = paper.notebook_paths(root)
     for nb in nbs:
-        if not nb.exists(): raise ConfigError(f"{pid}: notebook {nb.relative_to(root)} listed in settings.ini does not exist")
+        if not nb.exists():
+            raise ConfigError(
+                f"{pid}: notebook {nb.relative_to(root)} listed in settings.ini does not exist"
+            )
     check_overrides(paper, scale, seed, overrides, root)
     timeout = cell_timeout_for(paper, scale, cell_timeout)
     h = chain_hash(paper, scale, seed, overrides, root)
     env_old = {k: os.environ.get(k) for k in ("COMPENDIUM_OUT", "COMPENDIUM_ROOT")}
-    os.environ.update(COMPENDIUM_OUT=str(out), COMPENDIUM_ROOT=str(root))   # paths() in the kernels: this out, this registry
+    # paths() in the kernels: this out, this registry
+    os.environ.update(COMPENDIUM_OUT=str(out), COMPENDIUM_ROOT=str(root))
     P = paths(pid, scale, out, seed=seed)
     prev = read_status(pid, scale, out, seed)
     tag = f"{pid} [{scale}, seed {seed}]"
@@ -125,31 +204,57 @@ def run_chain(pid: str, scale: str = "default", seed: int | None = None, overrid
         _restore(env_old)
         log(f"{tag}: up to date (inputs unchanged since {prev.get('finished', '?')}), skipped")
         return ChainResult(pid, scale, "skipped", prev.get("wall_s", 0.0), seed=seed)
-    lost = [f for f in (prev or {}).get("outputs", []) if not (out/f).exists()]
-    if lost and prev.get("hash") == h: log(f"{tag}: {len(lost)} output(s) missing (e.g. {lost[0]}): running the chain again")
+    lost = [f for f in (prev or {}).get("outputs", []) if not (out / f).exists()]
+    if lost and prev.get("hash") == h:
+        log(f"{tag}: {len(lost)} output(s) missing (e.g. {lost[0]}): running the chain again")
     same = bool(prev) and prev.get("hash") == h and not force and not lost
     done = {n["name"]: n for n in prev["notebooks"] if n["status"] == "ok"} if same else {}
     budget = paper.budgets.get(scale)
-    st = {"paper": pid, "scale": scale, "seed": seed, "overrides": overrides, "hash": h, "status": "running",
-          "started": utcnow(), "budget_s": budget, "cell_timeout_s": timeout,
-          "notebooks": [dict(name=nb.stem, status="pending") for nb in nbs]}
-    f_status, res = P.run/"status.json", ChainResult(pid, scale, "ok", seed=seed)
+    st = {
+        "paper": pid,
+        "scale": scale,
+        "seed": seed,
+        "overrides": overrides,
+        "hash": h,
+        "status": "running",
+        "started": utcnow(),
+        "budget_s": budget,
+        "cell_timeout_s": timeout,
+        "notebooks": [dict(name=nb.stem, status="pending") for nb in nbs],
+    }
+    f_status, res = P.run / "status.json", ChainResult(pid, scale, "ok", seed=seed)
     try:
         for i, nb in enumerate(tqdm(nbs, desc=tag, unit="nb", leave=False)):
-            if nb.stem in done and (P.run/nb.name).exists():
+            if nb.stem in done and (P.run / nb.name).exists():
                 st["notebooks"][i] = {**done[nb.stem], "status": "ok", "resumed": True}
-                log(f"{tag}: {nb.name} finished in an earlier run, not redone"); continue
-            st["notebooks"][i]["status"] = "running"; save_json(st, f_status)
+                log(f"{tag}: {nb.name} finished in an earlier run, not redone")
+                continue
+            st["notebooks"][i]["status"] = "running"
+            save_json(st, f_status)
             t0 = time.time()
             try:
-                pm.execute_notebook(str(nb), str(P.run/nb.name), parameters=dict(scale=scale, seed=seed, overrides=overrides),
-                                    kernel_name="python3", cwd=str(nb.parent), progress_bar=False,
-                                    execution_timeout=timeout, kernel_manager_class=_ipc_kernel_manager())
+                pm.execute_notebook(
+                    str(nb),
+                    str(P.run / nb.name),
+                    parameters=dict(scale=scale, seed=seed, overrides=overrides),
+                    kernel_name="python3",
+                    cwd=str(nb.parent),
+                    progress_bar=False,
+                    execution_timeout=timeout,
+                    kernel_manager_class=_ipc_kernel_manager(),
+                )
             except Exception as e:
                 res.status, res.error = "failed", _error_line(pid, nb, e, timeout)
-                st["notebooks"][i] = dict(name=nb.stem, status="failed", wall_s=round(time.time() - t0, 2), error=res.error)
-                log(res.error); break
-            wall = time.time() - t0; res.ran.append(nb.stem)
+                st["notebooks"][i] = dict(
+                    name=nb.stem,
+                    status="failed",
+                    wall_s=round(time.time() - t0, 2),
+                    error=res.error,
+                )
+                log(res.error)
+                break
+            wall = time.time() - t0
+            res.ran.append(nb.stem)
             st["notebooks"][i] = dict(name=nb.stem, status="ok", wall_s=round(wall, 2))
             log(f"{tag}: {nb.name} ok in {wall:.1f}s")
             save_json(st, f_status)
@@ -157,82 +262,170 @@ def run_chain(pid: str, scale: str = "default", seed: int | None = None, overrid
         _restore(env_old)
         total = sum(n.get("wall_s", 0) for n in st["notebooks"])
         complete = all(n["status"] == "ok" for n in st["notebooks"])
-        st.update(status=res.status if res.status != "ok" or complete else "interrupted",
-                  finished=utcnow(), wall_s=round(total, 2), over_budget=bool(budget and total > budget))
-        if st["status"] == "ok": st["outputs"] = _outputs(P, out)
+        st.update(
+            status=res.status if res.status != "ok" or complete else "interrupted",
+            finished=utcnow(),
+            wall_s=round(total, 2),
+            over_budget=bool(budget and total > budget),
+        )
+        if st["status"] == "ok":
+            st["outputs"] = _outputs(P, out)
         save_json(st, f_status)
     res.wall_s = st["wall_s"]
     if res.status == "ok":
-        log(f"{tag}: done in {res.wall_s:.0f}s" + (f" (budget {budget:.0f}s{', OVER BUDGET' if st['over_budget'] else ''})" if budget else ""))
+        log(
+            f"{tag}: done in {res.wall_s:.0f}s"
+            + (
+                f" (budget {budget:.0f}s{', OVER BUDGET' if st['over_budget'] else ''})"
+                if budget
+                else ""
+            )
+        )
     return res
+
 
 def _restore(saved: dict):
     for k, v in saved.items():
-        if v is None: os.environ.pop(k, None)
-        else: os.environ[k] = v
-
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 # %% ../../nbs/core/07_runner.ipynb #260d87a2
 def _run_one(args):
     pid, kw = args
-    try: return run_chain(pid, **kw)
-    except CompendiumError as e: return ChainResult(pid, kw.get("scale", "?"), "failed", error=f"{pid}: {e}", seed=kw.get("seed") or 0)
-    except Exception as e: return ChainResult(pid, kw.get("scale", "?"), "failed", error=f"{pid}: {type(e).__name__}: {e}", seed=kw.get("seed") or 0)
+    try:
+        return run_chain(pid, **kw)
+    except CompendiumError as e:
+        return ChainResult(
+            pid, kw.get("scale", "?"), "failed", error=f"{pid}: {e}", seed=kw.get("seed") or 0
+        )
+    except Exception as e:
+        return ChainResult(
+            pid,
+            kw.get("scale", "?"),
+            "failed",
+            error=f"{pid}: {type(e).__name__}: {e}",
+            seed=kw.get("seed") or 0,
+        )
+
 
 def _child(conn, pid, kw, env):
     "Worker process: set the thread variables, run one chain, send its `ChainResult` back."
     os.environ.update(env)
-    conn.send(_run_one((pid, {**kw, "log": print}))); conn.close()
+    conn.send(_run_one((pid, {**kw, "log": print})))
+    conn.close()
+
 
 def _in_process(pid: str, kw: dict, env: dict) -> ChainResult:
-    """Run one chain in a spawned process of its own. A worker that dies (killed, out of memory) fails only its
-    chain, with one line; every other chain's result is kept."""
-    ctx = get_context("spawn"); r, w = ctx.Pipe(duplex=False)
-    p = ctx.Process(target=_child, args=(w, pid, kw, env), daemon=False); p.start(); w.close()
-    try: res = r.recv()
-    except EOFError: res = None
+    """Run one chain in a spawned process of its own. A worker that dies (killed, out of memory)
+    fails only its chain, with one line; every other chain's result is kept."""
+    ctx = get_context("spawn")
+    r, w = ctx.Pipe(duplex=False)
+    p = ctx.Process(target=_child, args=(w, pid, kw, env), daemon=False)
+    p.start()
+    w.close()
+    try:
+        res = r.recv()
+    except EOFError:
+        res = None
     p.join()
-    if res is not None: return res
+    if res is not None:
+        return res
     code = p.exitcode
     why = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-    return ChainResult(pid, kw.get("scale", "?"), "failed", seed=kw.get("seed") or 0,
-                       error=f"{pid}: its worker process died ({why}; out of memory or killed); the other chains go on")
+    return ChainResult(
+        pid,
+        kw.get("scale", "?"),
+        "failed",
+        seed=kw.get("seed") or 0,
+        error=f"{pid}: its worker process died ({why}; out of memory or killed); the other "
+        "chains go on",
+    )
 
-def reproduce(pids: list[str] | None = None, scale: str = "default", seed: int | None = None, jobs: int = 1,
-              force: bool = False, overrides: dict | None = None, root=None, out=None, cell_timeout: float | None = None,
-              log=print, seeds: list[int] | None = None, scheduler: str | None = None, cluster: str | None = None,
-              retries: int = 2, connect_timeout: float = 10.0) -> list[ChainResult]:
-    """Run the chains `pids` (default: every registered paper) at `scale` on `seed`, or on each of `seeds` (a sweep);
-    return their results in registry order, then seed order. Bad input (paper, scale, a `--set` field or type,
-    timeout) fails before any notebook starts. Where the (paper, seed) tasks run: `compendium.core.sweep.run_tasks`."""
+
+def reproduce(
+    pids: list[str] | None = None,
+    scale: str = "default",
+    seed: int | None = None,
+    jobs: int = 1,
+    force: bool = False,
+    overrides: dict | None = None,
+    root=None,
+    out=None,
+    cell_timeout: float | None = None,
+    log=print,
+    seeds: list[int] | None = None,
+    scheduler: str | None = None,
+    cluster: str | None = None,
+    retries: int = 2,
+    connect_timeout: float = 10.0,
+) -> list[ChainResult]:
+    """Run the chains `pids` (default: every registered paper) at `scale` on `seed`, or on each of
+    `seeds` (a sweep); return their results in registry order, then seed order. Bad input (paper,
+    scale, a `--set` field or type, timeout) fails before any notebook starts. Where the (paper,
+    seed) tasks run: `compendium.core.sweep.run_tasks`."""
     from compendium.core.sweep import run_tasks
+
     check_scale(scale)
     pids = list(pids or [p.id for p in papers(root)])
-    if seeds is not None and seed is not None: raise ConfigError("give --seed or --seeds, not both")
+    if seeds is not None and seed is not None:
+        raise ConfigError("give --seed or --seeds, not both")
     seeds = [committed_seed(root) if seed is None else seed] if seeds is None else list(seeds)
-    if not seeds: raise ConfigError("--seeds names no seed")
-    for pid in pids:                                         # fail before running anything
-        paper = get_paper(pid, root); check_overrides(paper, scale, seeds[0], overrides, root)
+    if not seeds:
+        raise ConfigError("--seeds names no seed")
+    for pid in pids:  # fail before running anything
+        paper = get_paper(pid, root)
+        check_overrides(paper, scale, seeds[0], overrides, root)
         cell_timeout_for(paper, scale, cell_timeout)
-    kw = dict(scale=scale, force=force, overrides=overrides, root=root, out=out, cell_timeout=cell_timeout)
-    return run_tasks([(pid, s) for pid in pids for s in seeds], kw, jobs, scheduler, cluster, retries, connect_timeout, log)
-
+    kw = dict(
+        scale=scale, force=force, overrides=overrides, root=root, out=out, cell_timeout=cell_timeout
+    )
+    return run_tasks(
+        [(pid, s) for pid in pids for s in seeds],
+        kw,
+        jobs,
+        scheduler,
+        cluster,
+        retries,
+        connect_timeout,
+        log,
+    )
 
 # %% ../../nbs/core/07_runner.ipynb #082e7d75
 def _toy_notebook(path: Path, code: str):
-    "Write a minimal notebook with a parameters cell and one code cell (used by the runner's tests)."
+    """Write a minimal notebook with a parameters cell
+    and one code cell (used by the runner's tests)."""
     import nbformat
-    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
-    p = nbformat.v4.new_code_cell("scale = 'ci'\nseed = 0\noverrides = {}"); p.metadata["tags"] = ["parameters"]
+
+    nb = nbformat.v4.new_notebook(
+        metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        }
+    )
+    p = nbformat.v4.new_code_cell("scale = 'ci'\nseed = 0\noverrides = {}")
+    p.metadata["tags"] = ["parameters"]
     nb.cells = [p, nbformat.v4.new_code_cell(code)]
-    path.parent.mkdir(parents=True, exist_ok=True); nbformat.write(nb, str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(path))
+
 
 def toy_compendium(tmp: str | Path) -> Path:
-    "A throw-away compendium with one chain `toy` of two notebooks; the second fails until `go` exists beside it."
-    tmp = Path(tmp); (tmp/"compendium"/"core").mkdir(parents=True, exist_ok=True)
-    (tmp/"settings.ini").write_text("[compendium]\ndefault_scale = default\n\n[paper:toy]\ntitle = Toy\narxiv = 0000.00000\n"
-                                   "notebooks = 01_a 02_b\nbudget_ci_s = 60\n")
-    _toy_notebook(tmp/"nbs/toy/01_a.ipynb", "import os, pathlib\nout = pathlib.Path(os.environ['COMPENDIUM_OUT'])\n"
-                  "f = out/'count_a.txt'\nf.write_text(str(int(f.read_text()) + 1 if f.exists() else 1))")
-    _toy_notebook(tmp/"nbs/toy/02_b.ipynb", "import pathlib\nif not pathlib.Path('go').exists(): raise RuntimeError('interrupted')")
+    """A throw-away compendium with one chain `toy` of two
+    notebooks; the second fails until `go` exists beside it."""
+    tmp = Path(tmp)
+    (tmp / "compendium" / "core").mkdir(parents=True, exist_ok=True)
+    (tmp / "settings.ini").write_text(
+        "[compendium]\ndefault_scale = default\n\n[paper:toy]\ntitle = Toy\narxiv = 0000.00000\n"
+        "notebooks = 01_a 02_b\nbudget_ci_s = 60\n"
+    )
+    _toy_notebook(
+        tmp / "nbs/toy/01_a.ipynb",
+        "import os, pathlib\nout = pathlib.Path(os.environ['COMPENDIUM_OUT'])\n"
+        "f = out/'count_a.txt'\nf.write_text(str(int(f.read_text()) + 1 if f.exists() else 1))",
+    )
+    _toy_notebook(
+        tmp / "nbs/toy/02_b.ipynb",
+        "import pathlib\nif not pathlib.Path('go').exists(): raise RuntimeError('interrupted')",
+    )
     return tmp

@@ -6,16 +6,30 @@ Docs: https://compendium-dev.github.io/compendium/core/text.html.md"""
 
 # %% ../../nbs/core/05_text.ipynb #148ef7e0
 from __future__ import annotations
-import json, math
+import json
+import math
 from pathlib import Path
 import numpy as np
 import torch
 from safetensors import SafetensorError
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import (AutoModelForCausalLM, AutoTokenizer, BertConfig, BertModel, LlamaConfig,
-                          LlamaForCausalLM, PreTrainedTokenizerFast)
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    BertConfig,
+    BertModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+)
 from tqdm.auto import tqdm
-from .artifacts import AGAIN, Checkpointer, CorruptArtifact, MissingArtifact, atomic_dir
+from compendium.core.artifacts import (
+    AGAIN,
+    Checkpointer,
+    CorruptArtifact,
+    MissingArtifact,
+    atomic_dir,
+)
 
 # %% auto #0
 __all__ = ['SPECIAL', 'WEIGHTS', 'train_tokenizer', 'tiny_lm', 'tiny_encoder', 'n_params', 'encode', 'collate', 'batch_rows',
@@ -24,32 +38,88 @@ __all__ = ['SPECIAL', 'WEIGHTS', 'train_tokenizer', 'tiny_lm', 'tiny_encoder', '
 # %% ../../nbs/core/05_text.ipynb #639e3990
 SPECIAL = ["<pad>", "<bos>", "<eos>"]
 
-def train_tokenizer(texts, vocab_size: int = 1024, min_frequency: int = 2) -> PreTrainedTokenizerFast:
-    "Train a byte-level BPE tokenizer on `texts`; pad/bos/eos are `<pad>`/`<bos>`/`<eos>`; left padding (for generation)."
+
+def train_tokenizer(
+    texts, vocab_size: int = 1024, min_frequency: int = 2
+) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE tokenizer on `texts`; pad/bos/eos
+    are `<pad>`/`<bos>`/`<eos>`; left padding (for generation)."""
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False); tok.decoder = decoders.ByteLevel()
-    tr = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIAL,
-                             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tr = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=SPECIAL,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(list(texts), tr)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>",
-                                   padding_side="left")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        bos_token="<bos>",
+        eos_token="<eos>",
+        padding_side="left",
+    )
 
 # %% ../../nbs/core/05_text.ipynb #1bfa7af3
-def tiny_lm(vocab_size: int, d_model: int = 128, n_layers: int = 4, n_heads: int = 4, d_ff: int | None = None,
-            max_len: int = 256, seed: int = 0, tok=None) -> LlamaForCausalLM:
-    "A Llama-style causal LM built from a config (random init, seeded); token ids from `tok` if given."
+def tiny_lm(
+    vocab_size: int,
+    d_model: int = 128,
+    n_layers: int = 4,
+    n_heads: int = 4,
+    d_ff: int | None = None,
+    max_len: int = 256,
+    seed: int = 0,
+    tok=None,
+) -> LlamaForCausalLM:
+    """A Llama-style causal LM built from a config (random
+    init, seeded); token ids from `tok` if given."""
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=d_model, num_hidden_layers=n_layers, num_attention_heads=n_heads,
-                      num_key_value_heads=n_heads, intermediate_size=d_ff or 4*d_model, max_position_embeddings=max_len,
-                      tie_word_embeddings=True,
-                      **({"pad_token_id": tok.pad_token_id, "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id} if tok else {}))
+    cfg = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=d_model,
+        num_hidden_layers=n_layers,
+        num_attention_heads=n_heads,
+        num_key_value_heads=n_heads,
+        intermediate_size=d_ff or 4 * d_model,
+        max_position_embeddings=max_len,
+        tie_word_embeddings=True,
+        **(
+            {
+                "pad_token_id": tok.pad_token_id,
+                "bos_token_id": tok.bos_token_id,
+                "eos_token_id": tok.eos_token_id,
+            }
+            if tok
+            else {}
+        ),
+    )
     return LlamaForCausalLM(cfg)
 
-def tiny_encoder(vocab_size: int, d_model: int = 128, n_layers: int = 2, n_heads: int = 4, max_len: int = 256, seed: int = 0) -> BertModel:
+
+def tiny_encoder(
+    vocab_size: int,
+    d_model: int = 128,
+    n_layers: int = 2,
+    n_heads: int = 4,
+    max_len: int = 256,
+    seed: int = 0,
+) -> BertModel:
     "A BERT-style encoder built from a config (random init, seeded)."
     torch.manual_seed(seed)
-    return BertModel(BertConfig(vocab_size=vocab_size, hidden_size=d_model, num_hidden_layers=n_layers,
-                                num_attention_heads=n_heads, intermediate_size=4*d_model, max_position_embeddings=max_len))
+    return BertModel(
+        BertConfig(
+            vocab_size=vocab_size,
+            hidden_size=d_model,
+            num_hidden_layers=n_layers,
+            num_attention_heads=n_heads,
+            intermediate_size=4 * d_model,
+            max_position_embeddings=max_len,
+        )
+    )
+
 
 def n_params(model) -> int:
     "Number of parameters."
@@ -58,38 +128,70 @@ def n_params(model) -> int:
 # %% ../../nbs/core/05_text.ipynb #80361a1b
 def encode(tok, texts: list[str], seq_len: int | None = None) -> list[list[int]]:
     "`<bos>` + the token ids of each text + `<eos>`, cut to `seq_len` tokens."
-    return [([tok.bos_token_id] + tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id])[:seq_len] for t in texts]
+    return [
+        ([tok.bos_token_id] + tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id])[
+            :seq_len
+        ]
+        for t in texts
+    ]
+
 
 def collate(tok, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
     "Right-pad token-id rows with the tokenizer (`tok.pad`): `(input_ids, attention_mask)`."
     b = tok.pad({"input_ids": rows}, padding=True, padding_side="right", return_tensors="pt")
     return b["input_ids"], b["attention_mask"]
 
+
 def batch_rows(n: int, step: int, batch_size: int, seed: int) -> list[int]:
     "The rows of step `step`: a seeded permutation per epoch, a function of (seed, step) only."
-    per_epoch = max(1, -(-n // batch_size)); epoch, j = divmod(step, per_epoch)
+    per_epoch = max(1, -(-n // batch_size))
+    epoch, j = divmod(step, per_epoch)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
     return perm.split(batch_size)[j].tolist()
+
 
 def lm_loss(model, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     "The token-averaged next-token loss of a padded batch (padding is never a target)."
     return model(input_ids=x, attention_mask=m, labels=x.masked_fill(m == 0, -100)).loss
 
+
 def _to(b, device):
     "A batch (a tensor, or tuples / lists / dicts of them) on `device`."
-    if isinstance(b, torch.Tensor): return b.to(device)
-    if isinstance(b, dict): return {k: _to(v, device) for k, v in b.items()}
-    if isinstance(b, (list, tuple)): return type(b)(_to(v, device) for v in b)
+    if isinstance(b, torch.Tensor):
+        return b.to(device)
+    if isinstance(b, dict):
+        return {k: _to(v, device) for k, v in b.items()}
+    if isinstance(b, (list, tuple)):
+        return type(b)(_to(v, device) for v in b)
     return b
 
-def _rng_state(device) -> dict:
-    return {"cpu": torch.get_rng_state(), **({"cuda": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {})}
 
-def train_loop(model, loss_fn, batch_fn, steps: int, lr: float, weight_decay: float = 0.0, schedule=None, clip: float = 1.0,
-               ckpt: str | Path | None = None, ckpt_every: int = 100, device=None, progress: bool = True, callback=None,
-               desc: str = "train") -> list[float]:
-    """AdamW on `loss_fn(model, batch_fn(step))` for `steps` steps, `schedule(step)` scaling `lr`; return the loss per step.
-    With `ckpt`, model + optimiser + schedule + losses + RNG go to one file every `ckpt_every` steps, and a later call resumes there."""
+def _rng_state(device) -> dict:
+    return {
+        "cpu": torch.get_rng_state(),
+        **({"cuda": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
+    }
+
+
+def train_loop(
+    model,
+    loss_fn,
+    batch_fn,
+    steps: int,
+    lr: float,
+    weight_decay: float = 0.0,
+    schedule=None,
+    clip: float = 1.0,
+    ckpt: str | Path | None = None,
+    ckpt_every: int = 100,
+    device=None,
+    progress: bool = True,
+    callback=None,
+    desc: str = "train",
+) -> list[float]:
+    """AdamW on `loss_fn(model, batch_fn(step))` for `steps` steps, `schedule(step)` scaling `lr`;
+    return the loss per step. With `ckpt`, model + optimiser + schedule + losses + RNG go to one
+    file every `ckpt_every` steps, and a later call resumes there."""
     device = torch.device(device) if device else next(model.parameters()).device
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule or (lambda s: 1.0))
@@ -97,80 +199,192 @@ def train_loop(model, loss_fn, batch_fn, steps: int, lr: float, weight_decay: fl
     if (got := ck.load()) is not None:
         st, meta = got
         if not {"model", "opt", "sched", "rng"} <= set(st):
-            raise CorruptArtifact(f"checkpoint {ck.path} was not written by train_loop (an older format?): {AGAIN}")
-        model.load_state_dict(st["model"]); opt.load_state_dict(st["opt"]); sched.load_state_dict(st["sched"])
+            raise CorruptArtifact(
+                f"checkpoint {ck.path} was not written by train_loop (an older format?): {AGAIN}"
+            )
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        sched.load_state_dict(st["sched"])
         torch.set_rng_state(st["rng"]["cpu"])
-        if "cuda" in st["rng"] and device.type == "cuda": torch.cuda.set_rng_state(st["rng"]["cuda"], device)
+        if "cuda" in st["rng"] and device.type == "cuda":
+            torch.cuda.set_rng_state(st["rng"]["cuda"], device)
         start, losses = meta["step"], meta["losses"]
-    def state(): return ({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                          "rng": _rng_state(device)}, {"losses": losses})
+
+    def state():
+        return (
+            {
+                "model": model.state_dict(),
+                "opt": opt.state_dict(),
+                "sched": sched.state_dict(),
+                "rng": _rng_state(device),
+            },
+            {"losses": losses},
+        )
+
     model.train()
-    for step in tqdm(range(start, steps), desc=desc, disable=not progress, initial=start, total=steps):
+    for step in tqdm(
+        range(start, steps), desc=desc, disable=not progress, initial=start, total=steps
+    ):
         loss = loss_fn(model, _to(batch_fn(step), device))
-        opt.zero_grad(); loss.backward()
-        if clip: torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-        opt.step(); sched.step(); losses.append(loss.item())
+        opt.zero_grad()
+        loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
         ck.maybe_save(step + 1, state)
-        if callback: callback(step + 1, losses[-1])
+        if callback:
+            callback(step + 1, losses[-1])
     model.eval()
     return losses
 
-def train_lm(model, tok, texts, steps: int, batch_size: int = 16, seq_len: int = 128, lr: float = 3e-3,
-             seed: int = 0, ckpt: str | Path | None = None, ckpt_every: int = 100, device=None, progress: bool = True, callback=None) -> list[float]:
-    "Train `model` on `texts` for `steps` AdamW steps (warm-up, cosine decay; resuming from `ckpt` if present); return the loss per step."
-    enc = encode(tok, texts, seq_len)
-    def batch(s): return collate(tok, [enc[i] for i in batch_rows(len(enc), s, batch_size, seed)])
-    def warm_cos(s): return min(1, (s+1)/20) * 0.5*(1+math.cos(math.pi*min(s, steps)/steps))
-    return train_loop(model, lambda mdl, b: lm_loss(mdl, *b), batch, steps, lr, weight_decay=0.01, schedule=warm_cos,
-                      ckpt=ckpt, ckpt_every=ckpt_every, device=device, progress=progress, callback=callback, desc="train_lm")
 
+def train_lm(
+    model,
+    tok,
+    texts,
+    steps: int,
+    batch_size: int = 16,
+    seq_len: int = 128,
+    lr: float = 3e-3,
+    seed: int = 0,
+    ckpt: str | Path | None = None,
+    ckpt_every: int = 100,
+    device=None,
+    progress: bool = True,
+    callback=None,
+) -> list[float]:
+    """Train `model` on `texts` for `steps` AdamW steps (warm-up, cosine
+    decay; resuming from `ckpt` if present); return the loss per step."""
+    enc = encode(tok, texts, seq_len)
+
+    def batch(s):
+        return collate(tok, [enc[i] for i in batch_rows(len(enc), s, batch_size, seed)])
+
+    def warm_cos(s):
+        return min(1, (s + 1) / 20) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
+
+    return train_loop(
+        model,
+        lambda mdl, b: lm_loss(mdl, *b),
+        batch,
+        steps,
+        lr,
+        weight_decay=0.01,
+        schedule=warm_cos,
+        ckpt=ckpt,
+        ckpt_every=ckpt_every,
+        device=device,
+        progress=progress,
+        callback=callback,
+        desc="train_lm",
+    )
 
 # %% ../../nbs/core/05_text.ipynb #bf63163e
 def save_model(model, tok, path: str | Path) -> Path:
-    "`save_pretrained` the model and tokenizer into a temporary folder and rename it onto `path` (replacing an older one)."
-    def write(d): model.save_pretrained(d); tok.save_pretrained(d)
+    """`save_pretrained` the model and tokenizer into a temporary
+    folder and rename it onto `path` (replacing an older one)."""
+
+    def write(d):
+        model.save_pretrained(d)
+        tok.save_pretrained(d)
+
     return atomic_dir(path, write)
 
-WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+WEIGHTS = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
 
 def _incomplete(p: Path) -> str | None:
-    "What a local model folder lacks (config, weights, a weight shard, tokenizer), or None when it is complete."
-    if not (p/"config.json").exists(): return "no config.json"
-    w = next((p/f for f in WEIGHTS if (p/f).exists()), None)
-    if w is None: return "no weights"
+    """What a local model folder lacks (config, weights, a
+    weight shard, tokenizer), or None when it is complete."""
+    if not (p / "config.json").exists():
+        return "no config.json"
+    w = next((p / f for f in WEIGHTS if (p / f).exists()), None)
+    if w is None:
+        return "no weights"
     if w.name.endswith(".index.json"):
-        try: shards = set(json.loads(w.read_text())["weight_map"].values())
-        except (ValueError, KeyError): return f"a torn {w.name}"
-        if (gone := [s for s in sorted(shards) if not (p/s).exists()]): return f"no {gone[0]}"
-    if not any((p/f).exists() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")): return "no tokenizer"
+        try:
+            shards = set(json.loads(w.read_text())["weight_map"].values())
+        except (ValueError, KeyError):
+            return f"a torn {w.name}"
+        if gone := [s for s in sorted(shards) if not (p / s).exists()]:
+            return f"no {gone[0]}"
+    if not any(
+        (p / f).exists() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+    ):
+        return "no tokenizer"
     return None
 
-def load_model(path: str | Path, device=None):
-    "Load `(model, tokenizer)` with `from_pretrained(path)`: a local folder, or an `org/name` hub id where the hub is reachable."
-    p = Path(path)
-    local = isinstance(path, Path) or str(path).startswith(("/", ".", "~")) or str(path).count("/") != 1
-    if local and not p.exists(): raise MissingArtifact(f"missing model folder {path}")
-    if p.exists() and (why := _incomplete(p)):
-        raise MissingArtifact(f"incomplete model folder {path} ({why}: its save was interrupted); it is rebuilt when the notebook runs again")
-    try:
-        model = AutoModelForCausalLM.from_pretrained(str(path)); tok = AutoTokenizer.from_pretrained(str(path), padding_side="left")
-    except (OSError, ValueError, RuntimeError, SafetensorError) as e:
-        raise CorruptArtifact(f"cannot load model from {path} ({str(e).splitlines()[0][:120]}): {AGAIN}") from None
-    return model.to(device or "cpu").eval(), tok
 
+def load_model(path: str | Path, device=None):
+    """Load `(model, tokenizer)` with `from_pretrained(path)`: a local
+    folder, or an `org/name` hub id where the hub is reachable."""
+    p = Path(path)
+    local = (
+        isinstance(path, Path) or str(path).startswith(("/", ".", "~")) or str(path).count("/") != 1
+    )
+    if local and not p.exists():
+        raise MissingArtifact(f"missing model folder {path}")
+    if p.exists() and (why := _incomplete(p)):
+        raise MissingArtifact(
+            f"incomplete model folder {path} ({why}: its save was interrupted); it is "
+            "rebuilt when the notebook runs again"
+        )
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(path))
+        tok = AutoTokenizer.from_pretrained(str(path), padding_side="left")
+    except (OSError, ValueError, RuntimeError, SafetensorError) as e:
+        raise CorruptArtifact(
+            f"cannot load model from {path} ({str(e).splitlines()[0][:120]}): {AGAIN}"
+        ) from None
+    return model.to(device or "cpu").eval(), tok
 
 # %% ../../nbs/core/05_text.ipynb #301f4664
 @torch.no_grad()
-def generate(model, tok, prompts: list[str], max_new_tokens: int = 32, batch_size: int = 32, do_sample: bool = True,
-             temperature: float = 1.0, seed: int = 0, logits_processor=None, progress: bool = False) -> list[str]:
+def generate(
+    model,
+    tok,
+    prompts: list[str],
+    max_new_tokens: int = 32,
+    batch_size: int = 32,
+    do_sample: bool = True,
+    temperature: float = 1.0,
+    seed: int = 0,
+    logits_processor=None,
+    progress: bool = False,
+) -> list[str]:
     "Continue each prompt (batched, left-padded, KV cache); return the continuations only."
-    tok.padding_side = "left"; out = []
+    tok.padding_side = "left"
+    out = []
     dev = next(model.parameters()).device
     for i in tqdm(range(0, len(prompts), batch_size), desc="generate", disable=not progress):
         torch.manual_seed(seed + i)
-        b = tok([tok.bos_token + p for p in prompts[i:i+batch_size]], return_tensors="pt", padding=True, add_special_tokens=False).to(dev)
-        kw = dict(do_sample=do_sample, temperature=temperature, top_k=0, top_p=1.0) if do_sample else dict(do_sample=False)
-        g = model.generate(**b, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-                           use_cache=True, logits_processor=logits_processor, **kw)
-        out += tok.batch_decode(g[:, b["input_ids"].shape[1]:], skip_special_tokens=True)
+        b = tok(
+            [tok.bos_token + p for p in prompts[i : i + batch_size]],
+            return_tensors="pt",
+            padding=True,
+            add_special_tokens=False,
+        ).to(dev)
+        kw = (
+            dict(do_sample=do_sample, temperature=temperature, top_k=0, top_p=1.0)
+            if do_sample
+            else dict(do_sample=False)
+        )
+        g = model.generate(
+            **b,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+            use_cache=True,
+            logits_processor=logits_processor,
+            **kw,
+        )
+        out += tok.batch_decode(g[:, b["input_ids"].shape[1] :], skip_special_tokens=True)
     return out

@@ -6,7 +6,8 @@ Docs: https://compendium-dev.github.io/compendium/e2rag/data.html.md"""
 
 # %% ../../nbs/e2rag/01_data.ipynb #833ec84f
 from __future__ import annotations
-import json, re
+import json
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,81 +29,184 @@ SYSTEMS = ("BM25", "Dense", "KG-collapsed", "E2RAG-embedding", "E2RAG-extraction
 ABLATIONS = ("Dense+chrono", "E2RAG-extraction-unordered", "E2RAG-extraction-clean")
 FACETS = ("temporal", "state", "causal", "consistency", "static")
 
+
 @dataclass(frozen=True)
 class E2RAGConfig(ScaledConfig):
     "The E²RAG chain's configuration (defaults = `default` scale)."
-    volatility: tuple[int, ...] = (1, 2, 3, 4, 5)  # own state changes per character; one group of stories per level
-    stories_per_level: int = 10     # stories generated at each volatility level (10: C4 needs the sample, see notebook 5)
-    min_chars: int = 6              # characters per story, drawn in [min_chars, max_chars]
+
+    # own state changes per character; one group of stories per level
+    volatility: tuple[int, ...] = (1, 2, 3, 4, 5)
+    # stories generated at each volatility level (10: C4 needs the sample, see notebook 5)
+    stories_per_level: int = 10
+    min_chars: int = 6  # characters per story, drawn in [min_chars, max_chars]
     max_chars: int = 8
-    n_chunks: int = 40              # scenes per story (one chunk each when they fit `chunk_words`)
-    chunk_words: int = 80           # the chunker's word budget
-    p_cause: float = 0.75           # share of own state changes caused by an earlier deed of another character
-    distractors: float = 0.5        # extra deeds (not causes) per character
-    q_per_facet: int = 12           # questions per facet per story
-    k_read: int = 5                 # chunks handed to the reader
+    n_chunks: int = 40  # scenes per story (one chunk each when they fit `chunk_words`)
+    chunk_words: int = 80  # the chunker's word budget
+    # share of own state changes caused by an earlier deed of another character
+    p_cause: float = 0.75
+    distractors: float = 0.5  # extra deeds (not causes) per character
+    q_per_facet: int = 12  # questions per facet per story
+    k_read: int = 5  # chunks handed to the reader
     ks: tuple[int, ...] = (3, 5, 10)  # evidence recall@k
-    noise: float = 0.1              # noisy extraction: share of events, mention-event links and causal links dropped
-    link_m: int = 8                 # embedding linking: mention / event nodes linked per query
-    tau: float = 2.0                # E²RAG: decay of the temporal-proximity weight, in events of the timeline
+    # noisy extraction: share of events, mention-event links and causal links dropped
+    noise: float = 0.1
+    link_m: int = 8  # embedding linking: mention / event nodes linked per query
+    tau: float = 2.0  # E²RAG: decay of the temporal-proximity weight, in events of the timeline
     systems: tuple[str, ...] = SYSTEMS
     ablations: tuple[str, ...] = ABLATIONS
     # paper scale: ChronoQA and an LLM (never used at ci / default)
-    chronoqa_path: str = ""         # a local ChronoQA file (jsonl / json / parquet) in the hub's schema
-    novels_dir: str = ""            # the novels' texts, one <story_id>.txt each
-    llm: str = "Qwen/Qwen2.5-7B-Instruct"   # extractor, reader and judge at the paper scale
+    chronoqa_path: str = ""  # a local ChronoQA file (jsonl / json / parquet) in the hub's schema
+    novels_dir: str = ""  # the novels' texts, one <story_id>.txt each
+    llm: str = "Qwen/Qwen2.5-7B-Instruct"  # extractor, reader and judge at the paper scale
     presets: ClassVar[dict] = {
-        "ci": dict(volatility=(2, 4), stories_per_level=1, n_chunks=24, min_chars=6, max_chars=6, q_per_facet=6),
-        "paper": dict(chronoqa_path="data/e2rag/paper/chronoqa.jsonl", novels_dir="data/e2rag/paper/novels",
-                      chunk_words=250, k_read=8),
+        "ci": dict(
+            volatility=(2, 4),
+            stories_per_level=1,
+            n_chunks=24,
+            min_chars=6,
+            max_chars=6,
+            q_per_facet=6,
+        ),
+        "paper": dict(
+            chronoqa_path="data/e2rag/paper/chronoqa.jsonl",
+            novels_dir="data/e2rag/paper/novels",
+            chunk_words=250,
+            k_read=8,
+        ),
     }
 
     def __post_init__(self):
         super().__post_init__()
         if not 2 <= self.min_chars <= self.max_chars <= len(NAMES) // 2:
-            raise ConfigError(f"E2RAGConfig: need 2 <= min_chars ({self.min_chars}) <= max_chars ({self.max_chars}) <= {len(NAMES) // 2}")
-        if min(self.volatility) < 0 or not 0 <= self.noise < 1: raise ConfigError("E2RAGConfig: volatility >= 0 and 0 <= noise < 1")
-        if max(self.ks) < self.k_read: raise ConfigError(f"E2RAGConfig: k_read ({self.k_read}) must be <= max(ks) ({max(self.ks)})")
+            raise ConfigError(
+                f"E2RAGConfig: need 2 <= min_chars ({self.min_chars}) <= max_chars "
+                f"({self.max_chars}) <= {len(NAMES) // 2}"
+            )
+        if min(self.volatility) < 0 or not 0 <= self.noise < 1:
+            raise ConfigError("E2RAGConfig: volatility >= 0 and 0 <= noise < 1")
+        if max(self.ks) < self.k_read:
+            raise ConfigError(
+                f"E2RAGConfig: k_read ({self.k_read}) must be <= max(ks) ({max(self.ks)})"
+            )
 
     @property
-    def n_stories(self) -> int: return len(self.volatility) * self.stories_per_level
+    def n_stories(self) -> int:
+        return len(self.volatility) * self.stories_per_level
 
 # %% ../../nbs/e2rag/01_data.ipynb #d5d66ecc
-NAMES = tuple(("Aldric Bertha Cedric Dagny Edmund Fiora Gareth Helga Ivo Jorund Kaspar Liesel Magnus Nerys Osric "
-               "Petra Rowan Sabine Tobias Ulric Vanya Wendel Yara Zora Anselm Brenna Corin Delia Emeric Hilda").split())
-PLACES = tuple(("Ashford Brightwater Coldmere Dunmore Eastwatch Fenwick Goldcrest Highmoor Ironvale Kingsbridge "
-                "Larkspur Marrowdale Northgate Oakhurst Pinecliff Ravenholt Stonebrook Thornbury Westmarch Wolfden").split())
-TITLES = tuple("captain steward envoy marshal treasurer herald magistrate warden chancellor quartermaster".split())
+NAMES = tuple(
+    (
+        "Aldric Bertha Cedric Dagny Edmund Fiora Gareth Helga Ivo Jorund Kaspar Liesel "
+        "Magnus Nerys Osric Petra Rowan Sabine Tobias Ulric Vanya Wendel Yara Zora Anselm "
+        "Brenna Corin Delia Emeric Hilda"
+    ).split()
+)
+PLACES = tuple(
+    (
+        "Ashford Brightwater Coldmere Dunmore Eastwatch Fenwick Goldcrest Highmoor "
+        "Ironvale Kingsbridge Larkspur Marrowdale Northgate Oakhurst Pinecliff Ravenholt "
+        "Stonebrook Thornbury Westmarch Wolfden"
+    ).split()
+)
+TITLES = tuple(
+    "captain steward envoy marshal treasurer herald magistrate warden chancellor "
+    "quartermaster".split()
+)
 FACTIONS = tuple("Crown Guild Rebels Temple Merchants Wardens".split())
-OBJECTS = ("silver dagger", "old map", "iron key", "jade seal", "red ledger", "bronze compass", "golden ring",
-           "sealed letter", "black lantern", "oak staff", "copper coin", "glass vial")
+OBJECTS = (
+    "silver dagger",
+    "old map",
+    "iron key",
+    "jade seal",
+    "red ledger",
+    "bronze compass",
+    "golden ring",
+    "sealed letter",
+    "black lantern",
+    "oak staff",
+    "copper coin",
+    "glass vial",
+)
 CRAFTS = tuple("smith weaver scribe fisher healer mason tanner potter hunter baker".split())
 
 # %% ../../nbs/e2rag/01_data.ipynb #b5e53be2
 TEMPLATES = {
-    "move": ("{X} left {L1} for {L2}", "{X} set out from {L1} and reached {L2}", "{X} rode from {L1} to {L2}",
-             "{X} abandoned {L1} and made for {L2}"),
-    "appoint": ("{X} was named {T}", "The council made {X} the new {T}", "{X} gave up the post of {T0} and became {T}",
-                "{X} rose to the rank of {T}"),
-    "defect": ("{X} turned against the {F1} and joined the {F2}", "{X} abandoned the {F1} to serve the {F2}",
-               "{X} swore loyalty to the {F2}, forsaking the {F1}"),
-    "steal": ("{Y} stole the {O} from {X}", "{Y} took the {O} from {X} in the night", "{X} woke to find that {Y} had taken the {O}"),
-    "give": ("{Y} gave the {O} to {X}", "{Y} handed the {O} to {X}", "{X} received the {O} from {Y}"),
-    "insult": ("{Y} mocked {X} before the whole court", "{Y} insulted {X} in public", "{X} was humiliated by {Y} at the feast"),
-    "rescue": ("{Y} saved {X} from drowning", "{Y} pulled {X} out of the burning stable", "{X} was rescued by {Y} on the road"),
-    "betray": ("{Y} betrayed {X} to the watch", "{Y} lied to {X} about the letters", "{X} was deceived by {Y}"),
+    "move": (
+        "{X} left {L1} for {L2}",
+        "{X} set out from {L1} and reached {L2}",
+        "{X} rode from {L1} to {L2}",
+        "{X} abandoned {L1} and made for {L2}",
+    ),
+    "appoint": (
+        "{X} was named {T}",
+        "The council made {X} the new {T}",
+        "{X} gave up the post of {T0} and became {T}",
+        "{X} rose to the rank of {T}",
+    ),
+    "defect": (
+        "{X} turned against the {F1} and joined the {F2}",
+        "{X} abandoned the {F1} to serve the {F2}",
+        "{X} swore loyalty to the {F2}, forsaking the {F1}",
+    ),
+    "steal": (
+        "{Y} stole the {O} from {X}",
+        "{Y} took the {O} from {X} in the night",
+        "{X} woke to find that {Y} had taken the {O}",
+    ),
+    "give": (
+        "{Y} gave the {O} to {X}",
+        "{Y} handed the {O} to {X}",
+        "{X} received the {O} from {Y}",
+    ),
+    "insult": (
+        "{Y} mocked {X} before the whole court",
+        "{Y} insulted {X} in public",
+        "{X} was humiliated by {Y} at the feast",
+    ),
+    "rescue": (
+        "{Y} saved {X} from drowning",
+        "{Y} pulled {X} out of the burning stable",
+        "{X} was rescued by {Y} on the road",
+    ),
+    "betray": (
+        "{Y} betrayed {X} to the watch",
+        "{Y} lied to {X} about the letters",
+        "{X} was deceived by {Y}",
+    ),
     "duel": ("{Y} defeated {X} in a duel", "{Y} beat {X} with the sword", "{X} lost a duel to {Y}"),
 }
-CAUSE_SUFFIX = (", because of what {Y} had done", ", moved by what {Y} had done", ", all on account of {Y}")
-INTRO_STATIC = ("{X} was born in {B} and trained as a {C}", "{X}, born in {B}, had learned the craft of a {C}")
-INTRO_STATE = ("At the start of the tale {X} lived in {L}, served the {F} as {T}, and carried {OS}",
-               "In those days {X} dwelt in {L}, was {T} to the {F}, and kept {OS}")
-FILLERS = ("Rain drummed on the roofs of {L}", "{X} spent the evening by the fire", "{X} and {Z} spoke of old times",
-           "{X} often thought of {L}", "Nobody in {L} slept well that night", "{X} wondered what the {F} would do next",
-           "Word of the {O} spread through {L}", "{X} remembered the days in {L} fondly", "A cold wind came down from {L}")
+CAUSE_SUFFIX = (
+    ", because of what {Y} had done",
+    ", moved by what {Y} had done",
+    ", all on account of {Y}",
+)
+INTRO_STATIC = (
+    "{X} was born in {B} and trained as a {C}",
+    "{X}, born in {B}, had learned the craft of a {C}",
+)
+INTRO_STATE = (
+    "At the start of the tale {X} lived in {L}, served the {F} as {T}, and carried {OS}",
+    "In those days {X} dwelt in {L}, was {T} to the {F}, and kept {OS}",
+)
+FILLERS = (
+    "Rain drummed on the roofs of {L}",
+    "{X} spent the evening by the fire",
+    "{X} and {Z} spoke of old times",
+    "{X} often thought of {L}",
+    "Nobody in {L} slept well that night",
+    "{X} wondered what the {F} would do next",
+    "Word of the {O} spread through {L}",
+    "{X} remembered the days in {L} fondly",
+    "A cold wind came down from {L}",
+)
 OWN, DEEDS = ("move", "appoint", "defect"), ("steal", "give", "insult", "rescue", "betray", "duel")
-SETS = {"location": ("move", "intro"), "title": ("appoint", "intro"), "allegiance": ("defect", "intro"),
-        "possession": ("steal", "give", "intro")}
+SETS = {
+    "location": ("move", "intro"),
+    "title": ("appoint", "intro"),
+    "allegiance": ("defect", "intro"),
+    "possession": ("steal", "give", "intro"),
+}
+
 
 def objects_phrase(objs) -> str:
     "How an introduction lists a character's objects."
@@ -111,20 +215,30 @@ def objects_phrase(objs) -> str:
 
 # %% ../../nbs/e2rag/01_data.ipynb #c2a1c5e5
 def canon(e: dict) -> str:
-    "Canonical one-line form of an event (`kind`, `X` = the one it happens to, `Y` = the doer of a deed, args)."
+    """Canonical one-line form of an event (`kind`, `X` = the
+    one it happens to, `Y` = the doer of a deed, args)."""
     k = e["kind"]
-    if k == "move": return f"move {e['X']} to {e['L2']}"
-    if k == "appoint": return f"appoint {e['X']} {e['T']}"
-    if k == "defect": return f"defect {e['X']} to {e['F2']}"
-    if k == "steal": return f"steal {e['Y']} {e['O']} from {e['X']}"
-    if k == "give": return f"give {e['Y']} {e['O']} to {e['X']}"
-    if k in DEEDS: return f"{k} {e['Y']} {e['X']}"
-    if k == "intro": return f"intro {e['X']}"
+    if k == "move":
+        return f"move {e['X']} to {e['L2']}"
+    if k == "appoint":
+        return f"appoint {e['X']} {e['T']}"
+    if k == "defect":
+        return f"defect {e['X']} to {e['F2']}"
+    if k == "steal":
+        return f"steal {e['Y']} {e['O']} from {e['X']}"
+    if k == "give":
+        return f"give {e['Y']} {e['O']} to {e['X']}"
+    if k in DEEDS:
+        return f"{k} {e['Y']} {e['X']}"
+    if k == "intro":
+        return f"intro {e['X']}"
     raise ConfigError(f"unknown event kind {k!r}")
+
 
 def actor(e: dict) -> str:
     "Who does the event: `Y` for a deed, `X` otherwise."
     return e["Y"] if e["kind"] in DEEDS else e["X"]
+
 
 def participants(e: dict) -> tuple:
     "The characters taking part in an event."
@@ -138,94 +252,174 @@ def _plan(rng, chars, v, p_cause, distractors):
     slots = [dict(kind="own", X=X, Y=None, cause=None) for X, _ in own]
     for i in range(len(slots)):
         if rng.random() < p_cause:
-            X = slots[i]["X"]; Y = rng.choice([c for c in chars if c != X])
+            X = slots[i]["X"]
+            Y = rng.choice([c for c in chars if c != X])
             slots[i]["cause"] = dict(kind="deed", X=X, Y=Y, cause=None, gap=int(rng.integers(2, 9)))
     for _ in range(int(round(distractors * len(chars)))):
         X, Y = rng.choice(chars, 2, replace=False)
-        slots.insert(int(rng.integers(0, len(slots) + 1)), dict(kind="deed", X=str(X), Y=str(Y), cause=None))
+        slots.insert(
+            int(rng.integers(0, len(slots) + 1)), dict(kind="deed", X=str(X), Y=str(Y), cause=None)
+        )
     out = []
-    for s in slots:                                            # a cause goes `gap` slots before its effect
+    for s in slots:  # a cause goes `gap` slots before its effect
         out.append(s)
         if s.get("cause"):
-            c = s["cause"]; out.insert(max(0, len(out) - 1 - c["gap"]), c)
+            c = s["cause"]
+            out.insert(max(0, len(out) - 1 - c["gap"]), c)
     return out
 
+
 def generate_story(seed: int, v: int, cfg: E2RAGConfig, story_id: int = 0) -> dict:
-    "One story: characters, static facts, the ordered event log with states, seeded by `(seed, story_id)`."
+    """One story: characters, static facts, the ordered
+    event log with states, seeded by `(seed, story_id)`."""
     rng = np.random.default_rng([seed, story_id, 7])
     n = int(rng.integers(cfg.min_chars, cfg.max_chars + 1))
     chars = [str(c) for c in rng.choice(NAMES, n, replace=False)]
     places = [str(p) for p in rng.choice(PLACES, min(len(PLACES), n + 4), replace=False)]
     objs = [str(o) for o in rng.choice(OBJECTS, min(len(OBJECTS), n + 2), replace=False)]
     static = {X: dict(B=str(rng.choice(PLACES)), C=str(rng.choice(CRAFTS))) for X in chars}
-    state = {X: dict(location=str(rng.choice(places)), title=str(rng.choice(TITLES)), allegiance=str(rng.choice(FACTIONS)),
-                     possession=set()) for X in chars}
-    for o in objs: state[str(rng.choice(chars))]["possession"].add(o)
-    events = [dict(kind="intro", X=X, **static[X], L=state[X]["location"], T=state[X]["title"], F=state[X]["allegiance"],
-                   objs=sorted(state[X]["possession"])) for X in chars]
-    last_deed = {}                                            # (Y, X) -> index of the latest deed of Y towards X
+    state = {
+        X: dict(
+            location=str(rng.choice(places)),
+            title=str(rng.choice(TITLES)),
+            allegiance=str(rng.choice(FACTIONS)),
+            possession=set(),
+        )
+        for X in chars
+    }
+    for o in objs:
+        state[str(rng.choice(chars))]["possession"].add(o)
+    events = [
+        dict(
+            kind="intro",
+            X=X,
+            **static[X],
+            L=state[X]["location"],
+            T=state[X]["title"],
+            F=state[X]["allegiance"],
+            objs=sorted(state[X]["possession"]),
+        )
+        for X in chars
+    ]
+    last_deed = {}  # (Y, X) -> index of the latest deed of Y towards X
     for s in _plan(rng, chars, v, cfg.p_cause, cfg.distractors):
         X, Y = s["X"], s["Y"]
         if s["kind"] == "own":
-            k = str(rng.choice(OWN)); st = state[X]
+            k = str(rng.choice(OWN))
+            st = state[X]
             if k == "move":
-                e = dict(kind=k, X=X, L1=st["location"], L2=str(rng.choice([p for p in places if p != st["location"]])))
+                e = dict(
+                    kind=k,
+                    X=X,
+                    L1=st["location"],
+                    L2=str(rng.choice([p for p in places if p != st["location"]])),
+                )
                 st["location"] = e["L2"]
             elif k == "appoint":
-                e = dict(kind=k, X=X, T0=st["title"], T=str(rng.choice([t for t in TITLES if t != st["title"]])))
+                e = dict(
+                    kind=k,
+                    X=X,
+                    T0=st["title"],
+                    T=str(rng.choice([t for t in TITLES if t != st["title"]])),
+                )
                 st["title"] = e["T"]
             else:
-                e = dict(kind=k, X=X, F1=st["allegiance"], F2=str(rng.choice([f for f in FACTIONS if f != st["allegiance"]])))
+                e = dict(
+                    kind=k,
+                    X=X,
+                    F1=st["allegiance"],
+                    F2=str(rng.choice([f for f in FACTIONS if f != st["allegiance"]])),
+                )
                 st["allegiance"] = e["F2"]
             if s["cause"] is not None and (s["cause"]["Y"], X) in last_deed:
-                e["cause"] = last_deed[(s["cause"]["Y"], X)]; e["cause_Y"] = s["cause"]["Y"]
+                e["cause"] = last_deed[(s["cause"]["Y"], X)]
+                e["cause_Y"] = s["cause"]["Y"]
         else:
-            kinds = [k for k in DEEDS if (k != "steal" or state[X]["possession"]) and (k != "give" or state[Y]["possession"])]
-            k = str(rng.choice(kinds)); e = dict(kind=k, X=X, Y=Y)
+            kinds = [
+                k
+                for k in DEEDS
+                if (k != "steal" or state[X]["possession"])
+                and (k != "give" or state[Y]["possession"])
+            ]
+            k = str(rng.choice(kinds))
+            e = dict(kind=k, X=X, Y=Y)
             if k == "steal":
-                e["O"] = str(rng.choice(sorted(state[X]["possession"]))); state[X]["possession"].discard(e["O"]); state[Y]["possession"].add(e["O"])
+                e["O"] = str(rng.choice(sorted(state[X]["possession"])))
+                state[X]["possession"].discard(e["O"])
+                state[Y]["possession"].add(e["O"])
             elif k == "give":
-                e["O"] = str(rng.choice(sorted(state[Y]["possession"]))); state[Y]["possession"].discard(e["O"]); state[X]["possession"].add(e["O"])
+                e["O"] = str(rng.choice(sorted(state[Y]["possession"])))
+                state[Y]["possession"].discard(e["O"])
+                state[X]["possession"].add(e["O"])
             last_deed[(Y, X)] = len(events)
         events.append(e)
-    for i, e in enumerate(events): e["eid"] = i
-    return dict(story_id=story_id, volatility=v, chars=chars, places=places, objects=objs, static=static, events=events)
+    for i, e in enumerate(events):
+        e["eid"] = i
+    return dict(
+        story_id=story_id,
+        volatility=v,
+        chars=chars,
+        places=places,
+        objects=objs,
+        static=static,
+        events=events,
+    )
 
 # %% ../../nbs/e2rag/01_data.ipynb #72bd38c2
 def sets_attr(e: dict, X: str, attr: str) -> bool:
     "Whether event `e` sets attribute `attr` of character `X`."
-    if e["kind"] not in SETS[attr]: return False
-    if e["kind"] in ("steal", "give"): return X in (e["X"], e["Y"])
+    if e["kind"] not in SETS[attr]:
+        return False
+    if e["kind"] in ("steal", "give"):
+        return X in (e["X"], e["Y"])
     return e["X"] == X
 
+
 def value_after(e: dict, X: str, attr: str, prev=None):
-    "The value of `attr` of `X` right after event `e` (which sets it); `prev` is the value before (possessions)."
+    """The value of `attr` of `X` right after event `e` (which
+    sets it); `prev` is the value before (possessions)."""
     k = e["kind"]
-    if k == "intro": return {"location": e["L"], "title": e["T"], "allegiance": e["F"], "possession": frozenset(e["objs"])}[attr]
-    if k == "move": return e["L2"]
-    if k == "appoint": return e["T"]
-    if k == "defect": return e["F2"]
-    got = (e["X"] == X) == (k == "give")                     # the receiver gains the object, the other loses it
+    if k == "intro":
+        return {
+            "location": e["L"],
+            "title": e["T"],
+            "allegiance": e["F"],
+            "possession": frozenset(e["objs"]),
+        }[attr]
+    if k == "move":
+        return e["L2"]
+    if k == "appoint":
+        return e["T"]
+    if k == "defect":
+        return e["F2"]
+    got = (e["X"] == X) == (k == "give")  # the receiver gains the object, the other loses it
     return frozenset(prev or ()) | {e["O"]} if got else frozenset(prev or ()) - {e["O"]}
+
 
 def state_at(events: list, X: str, attr: str, t: int) -> tuple:
     "(value, ids of the events that set it) of `attr` of `X` just before event index `t`."
     val, setters = None, []
     for e in events[:t]:
         if sets_attr(e, X, attr):
-            val = value_after(e, X, attr, val); setters.append(e["eid"])
+            val = value_after(e, X, attr, val)
+            setters.append(e["eid"])
     return val, setters
+
 
 def holder_at(events: list, O: str, t: int) -> tuple:
     "(who holds object `O` just before event `t`, id of the event that gave it to them)."
     who, eid = None, None
     for e in events[:t]:
-        if e["kind"] == "intro" and O in e["objs"]: who, eid = e["X"], e["eid"]
-        elif e["kind"] in ("steal", "give") and e["O"] == O: who, eid = (e["Y"] if e["kind"] == "steal" else e["X"]), e["eid"]
+        if e["kind"] == "intro" and O in e["objs"]:
+            who, eid = e["X"], e["eid"]
+        elif e["kind"] in ("steal", "give") and e["O"] == O:
+            who, eid = (e["Y"] if e["kind"] == "steal" else e["X"]), e["eid"]
     return who, eid
 
+
 def n_changes(events: list, X: str) -> int:
-    "How many times the story changes `X`'s location, title, allegiance or possessions (the introduction not counted)."
+    """How many times the story changes `X`'s location, title,
+    allegiance or possessions (the introduction not counted)."""
     return sum(1 for e in events if e["kind"] != "intro" and any(sets_attr(e, X, a) for a in SETS))
 
 # %% ../../nbs/e2rag/01_data.ipynb #e607fcb6
@@ -233,140 +427,280 @@ def fill(template: str, **kw) -> str:
     "A template with its placeholders filled."
     return template.format(**kw)
 
+
 def render_event(e: dict, rng, cause_Y: str | None = None) -> str:
-    "One sentence for event `e`, in a random phrasing (with its vague cause clause if it has a cause)."
+    """One sentence for event `e`, in a random phrasing
+    (with its vague cause clause if it has a cause)."""
     if e["kind"] == "intro":
-        kw = dict(X=e["X"], B=e["B"], C=e["C"], L=e["L"], T=e["T"], F=e["F"], OS=objects_phrase(e["objs"]))
-        return fill(str(rng.choice(INTRO_STATIC)), **kw) + ". " + fill(str(rng.choice(INTRO_STATE)), **kw) + "."
-    s = fill(str(rng.choice(TEMPLATES[e["kind"]])), **{k: v for k, v in e.items() if isinstance(v, str)})
-    if cause_Y: s += fill(str(rng.choice(CAUSE_SUFFIX)), Y=cause_Y)
+        kw = dict(
+            X=e["X"], B=e["B"], C=e["C"], L=e["L"], T=e["T"], F=e["F"], OS=objects_phrase(e["objs"])
+        )
+        return (
+            fill(str(rng.choice(INTRO_STATIC)), **kw)
+            + ". "
+            + fill(str(rng.choice(INTRO_STATE)), **kw)
+            + "."
+        )
+    s = fill(
+        str(rng.choice(TEMPLATES[e["kind"]])), **{k: v for k, v in e.items() if isinstance(v, str)}
+    )
+    if cause_Y:
+        s += fill(str(rng.choice(CAUSE_SUFFIX)), Y=cause_Y)
     return s + "."
+
 
 def render_filler(rng, story: dict) -> str:
     "A sentence mentioning the story's people and places, with no event in it."
     X, Z = rng.choice(story["chars"], 2, replace=False)
-    return fill(str(rng.choice(FILLERS)), X=X, Z=Z, L=rng.choice(story["places"]), F=rng.choice(FACTIONS), O=rng.choice(story["objects"])) + "."
+    return (
+        fill(
+            str(rng.choice(FILLERS)),
+            X=X,
+            Z=Z,
+            L=rng.choice(story["places"]),
+            F=rng.choice(FACTIONS),
+            O=rng.choice(story["objects"]),
+        )
+        + "."
+    )
+
 
 def write_story(story: dict, n_chunks: int, seed: int = 0) -> tuple[str, dict]:
     "The story's text (scenes as paragraphs) and each event's character offset in it."
     rng = np.random.default_rng([seed, story["story_id"], 11])
-    ev = story["events"]; intro = [e for e in ev if e["kind"] == "intro"]; rest = [e for e in ev if e["kind"] != "intro"]
-    scenes = [intro[i:i + 2] for i in range(0, len(intro), 2)]
+    ev = story["events"]
+    intro = [e for e in ev if e["kind"] == "intro"]
+    rest = [e for e in ev if e["kind"] != "intro"]
+    scenes = [intro[i : i + 2] for i in range(0, len(intro), 2)]
     n_rest = max(1, n_chunks - len(scenes))
-    where = np.sort(rng.integers(0, n_rest, len(rest)))      # scene of each event, in story order; a scene may have none
+    # scene of each event, in story order; a scene may have none
+    where = np.sort(rng.integers(0, n_rest, len(rest)))
     scenes += [[e for e, w in zip(rest, where) if w == s] for s in range(n_rest)]
     paras, offsets, pos = [], {}, 0
     for si, sc in enumerate(scenes):
         sents = [(render_event(e, rng, e.get("cause_Y")), e["eid"]) for e in sc]
-        if si >= len(intro) // 2 + len(intro) % 2:             # fillers in story scenes only
+        if si >= len(intro) // 2 + len(intro) % 2:  # fillers in story scenes only
             for _ in range(int(rng.integers(1, 3)) + (not sc)):
-                sents.insert(int(rng.integers(0, len(sents) + 1)), (render_filler(rng, story), None))
+                sents.insert(
+                    int(rng.integers(0, len(sents) + 1)), (render_filler(rng, story), None)
+                )
         para = ""
         for s, eid in sents:
-            if para: para += " "
-            if eid is not None: offsets[eid] = pos + len(para)
+            if para:
+                para += " "
+            if eid is not None:
+                offsets[eid] = pos + len(para)
             para += s
-        paras.append(para); pos += len(para) + 2
+        paras.append(para)
+        pos += len(para) + 2
     return "\n\n".join(paras), offsets
+
 
 _SENT = re.compile(r"[^.!?]+[.!?]+(?:\s+|$)")
 
+
 def chunk_text(text: str, max_words: int) -> list[dict]:
-    "Split `text` into chunks of whole sentences, at most `max_words` words each, never across a blank line."
+    """Split `text` into chunks of whole sentences, at most
+    `max_words` words each, never across a blank line."""
     chunks, pos = [], 0
     for para in text.split("\n\n"):
         cur, start = [], pos
         for m in _SENT.finditer(para):
             s = m.group(0)
             if cur and sum(len(x.split()) for x in cur) + len(s.split()) > max_words:
-                body = "".join(cur).strip(); chunks.append(dict(start=start, end=start + len(body), text=body))
+                body = "".join(cur).strip()
+                chunks.append(dict(start=start, end=start + len(body), text=body))
                 start, cur = pos + m.start(), []
             cur.append(s)
         if cur:
-            body = "".join(cur).strip(); chunks.append(dict(start=start, end=start + len(body), text=body))
+            body = "".join(cur).strip()
+            chunks.append(dict(start=start, end=start + len(body), text=body))
         pos += len(para) + 2
-    for i, c in enumerate(chunks): c["chunk_id"] = i
+    for i, c in enumerate(chunks):
+        c["chunk_id"] = i
     return chunks
+
 
 def offset_to_chunk(chunks: list[dict], offset: int) -> int:
     "The id of the chunk whose span holds character `offset`."
     for c in chunks:
-        if c["start"] <= offset < c["end"] + 1: return c["chunk_id"]
+        if c["start"] <= offset < c["end"] + 1:
+            return c["chunk_id"]
     raise ValueError(f"offset {offset} is in no chunk")
 
 # %% ../../nbs/e2rag/01_data.ipynb #1dba1837
 Q_TEMPLATES = {
-    "after": "What did {X} do right after {E}?", "before": "What did {X} do just before {E}?",
-    "location": "Where was {X} when {E}?", "title": "What rank did {X} hold when {E}?", "possession": "Who had the {O} when {E}?",
-    "cause_move": "Why did {X} leave {L1} for {L2}?", "cause_appoint": "Why did {X} become {T}?",
+    "after": "What did {X} do right after {E}?",
+    "before": "What did {X} do just before {E}?",
+    "location": "Where was {X} when {E}?",
+    "title": "What rank did {X} hold when {E}?",
+    "possession": "Who had the {O} when {E}?",
+    "cause_move": "Why did {X} leave {L1} for {L2}?",
+    "cause_appoint": "Why did {X} become {T}?",
     "cause_defect": "Why did {X} turn against the {F1}?",
-    "loyal": "When {E}, was {X} still loyal to the {F}?", "serving": "When {E}, was {X} still serving as {T}?",
-    "born": "Where was {X} born?", "trade": "What trade did {X} learn?",
+    "loyal": "When {E}, was {X} still loyal to the {F}?",
+    "serving": "When {E}, was {X} still serving as {T}?",
+    "born": "Where was {X} born?",
+    "trade": "What trade did {X} learn?",
 }
+
 
 def describe(e: dict, rng) -> str:
     "An event as a clause, in a random phrasing, for use inside a question."
-    return fill(str(rng.choice(TEMPLATES[e["kind"]])), **{k: v for k, v in e.items() if isinstance(v, str)})
+    return fill(
+        str(rng.choice(TEMPLATES[e["kind"]])), **{k: v for k, v in e.items() if isinstance(v, str)}
+    )
+
 
 def _q(story, facet, sub, text, answer, evidence_eids, X, anchor=None):
-    return dict(story_id=story["story_id"], facet=facet, subtype=sub, question=text, answer=answer, X=X or "",
-                anchor=-1 if anchor is None else anchor, evidence_eids=sorted(set(evidence_eids)),
-                n_changes=n_changes(story["events"], X) if X else 0)
+    return dict(
+        story_id=story["story_id"],
+        facet=facet,
+        subtype=sub,
+        question=text,
+        answer=answer,
+        X=X or "",
+        anchor=-1 if anchor is None else anchor,
+        evidence_eids=sorted(set(evidence_eids)),
+        n_changes=n_changes(story["events"], X) if X else 0,
+    )
+
 
 def make_questions(story: dict, n: int, seed: int = 0) -> list[dict]:
-    "About `n` questions per facet for one story, with answers and gold evidence events (not yet chunks)."
+    """About `n` questions per facet for one story, with
+    answers and gold evidence events (not yet chunks)."""
     rng = np.random.default_rng([seed, story["story_id"], 13])
     ev, chars = story["events"], story["chars"]
     body = [e for e in ev if e["kind"] != "intro"]
     qs = {f: [] for f in FACETS}
     counts = Counter(canon(e) for e in ev)
-    key = lambda e: (e["kind"], e["X"], e.get("L1"), e.get("L2"), e.get("T"), e.get("F1"))   # what a "why" question names
+
+    # what a "why" question names
+    def key(e):
+        return (e["kind"], e["X"], e.get("L1"), e.get("L2"), e.get("T"), e.get("F1"))
+
     keys = Counter(key(e) for e in body if e["kind"] in OWN)
     for _ in range(50 * n):
-        if all(len(v) >= n for v in qs.values()): break
+        if all(len(v) >= n for v in qs.values()):
+            break
         f = FACETS[int(rng.integers(len(FACETS)))]
-        if len(qs[f]) >= n: continue
-        E = body[int(rng.integers(len(body)))]; t = E["eid"]; X = str(rng.choice(chars))
-        if counts[canon(E)] > 1: continue                      # an anchor must name one event of the story
+        if len(qs[f]) >= n:
+            continue
+        E = body[int(rng.integers(len(body)))]
+        t = E["eid"]
+        X = str(rng.choice(chars))
+        if counts[canon(E)] > 1:
+            continue  # an anchor must name one event of the story
         if f == "temporal":
             sub = str(rng.choice(["after", "before"]))
             mine = [e for e in body if actor(e) == X and e["eid"] != t]
-            tgt = [e for e in mine if e["eid"] > t][:1] if sub == "after" else [e for e in mine if e["eid"] < t][-1:]
-            if not tgt: continue
-            q = _q(story, f, sub, fill(Q_TEMPLATES[sub], X=X, E=describe(E, rng)), canon(tgt[0]), [t, tgt[0]["eid"]], X, t)
+            tgt = (
+                [e for e in mine if e["eid"] > t][:1]
+                if sub == "after"
+                else [e for e in mine if e["eid"] < t][-1:]
+            )
+            if not tgt:
+                continue
+            q = _q(
+                story,
+                f,
+                sub,
+                fill(Q_TEMPLATES[sub], X=X, E=describe(E, rng)),
+                canon(tgt[0]),
+                [t, tgt[0]["eid"]],
+                X,
+                t,
+            )
         elif f in ("state", "consistency"):
-            sub = str(rng.choice(["location", "title", "possession"] if f == "state" else ["loyal", "serving"]))
+            sub = str(
+                rng.choice(
+                    ["location", "title", "possession"] if f == "state" else ["loyal", "serving"]
+                )
+            )
             attr = {"loyal": "allegiance", "serving": "title"}.get(sub, sub)
             if sub == "possession":
                 held = [o for o in story["objects"] if holder_at(ev, o, t)[0]]
-                if not held: continue
-                O = str(rng.choice(held)); who, eid = holder_at(ev, O, t)
-                if E["kind"] in ("steal", "give") and E["O"] == O: continue
-                q = _q(story, f, sub, fill(Q_TEMPLATES[sub], O=O, E=describe(E, rng)), who, [t, eid], who, t)
+                if not held:
+                    continue
+                O = str(rng.choice(held))
+                who, eid = holder_at(ev, O, t)
+                if E["kind"] in ("steal", "give") and E["O"] == O:
+                    continue
+                q = _q(
+                    story,
+                    f,
+                    sub,
+                    fill(Q_TEMPLATES[sub], O=O, E=describe(E, rng)),
+                    who,
+                    [t, eid],
+                    who,
+                    t,
+                )
             else:
-                if sets_attr(E, X, attr) or n_changes(ev, X) == 0: continue
+                if sets_attr(E, X, attr) or n_changes(ev, X) == 0:
+                    continue
                 val, setters = state_at(ev, X, attr, t)
                 if f == "state":
-                    q = _q(story, f, sub, fill(Q_TEMPLATES[sub], X=X, E=describe(E, rng)), val, [t, setters[-1]], X, t)
+                    q = _q(
+                        story,
+                        f,
+                        sub,
+                        fill(Q_TEMPLATES[sub], X=X, E=describe(E, rng)),
+                        val,
+                        [t, setters[-1]],
+                        X,
+                        t,
+                    )
                 else:
                     opts = sorted({value_after(e, X, attr) for e in ev if sets_attr(e, X, attr)})
-                    if len(opts) < 2: continue                  # only characters who changed sides / ranks
-                    ask = val if rng.random() < 0.5 else str(rng.choice([o for o in opts if o != val]))
+                    if len(opts) < 2:
+                        continue  # only characters who changed sides / ranks
+                    ask = (
+                        val
+                        if rng.random() < 0.5
+                        else str(rng.choice([o for o in opts if o != val]))
+                    )
                     kw = dict(F=ask) if attr == "allegiance" else dict(T=ask)
-                    q = _q(story, f, sub, fill(Q_TEMPLATES[sub], X=X, E=describe(E, rng), **kw), "yes" if ask == val else "no",
-                           [t, setters[-1]], X, t)
+                    q = _q(
+                        story,
+                        f,
+                        sub,
+                        fill(Q_TEMPLATES[sub], X=X, E=describe(E, rng), **kw),
+                        "yes" if ask == val else "no",
+                        [t, setters[-1]],
+                        X,
+                        t,
+                    )
         elif f == "causal":
             eff = [e for e in body if "cause" in e and keys[key(e)] == 1]
-            if not eff: continue
+            if not eff:
+                continue
             e = eff[int(rng.integers(len(eff)))]
             kw = {k: v for k, v in e.items() if isinstance(v, str)}
-            q = _q(story, f, f"cause_{e['kind']}", fill(Q_TEMPLATES[f"cause_{e['kind']}"], **kw), canon(ev[e["cause"]]),
-                   [e["eid"], e["cause"]], e["X"], e["eid"])
+            q = _q(
+                story,
+                f,
+                f"cause_{e['kind']}",
+                fill(Q_TEMPLATES[f"cause_{e['kind']}"], **kw),
+                canon(ev[e["cause"]]),
+                [e["eid"], e["cause"]],
+                e["X"],
+                e["eid"],
+            )
         else:
             sub = str(rng.choice(["born", "trade"]))
             intro = next(e for e in ev if e["kind"] == "intro" and e["X"] == X)
-            q = _q(story, f, sub, fill(Q_TEMPLATES[sub], X=X), intro["B"] if sub == "born" else intro["C"], [intro["eid"]], X)
-        if q["question"] not in {x["question"] for x in qs[f]}: qs[f].append(q)
+            q = _q(
+                story,
+                f,
+                sub,
+                fill(Q_TEMPLATES[sub], X=X),
+                intro["B"] if sub == "born" else intro["C"],
+                [intro["eid"]],
+                X,
+            )
+        if q["question"] not in {x["question"] for x in qs[f]}:
+            qs[f].append(q)
     return [q for f in FACETS for q in qs[f]]
 
 # %% ../../nbs/e2rag/01_data.ipynb #abfbe477
@@ -381,58 +715,98 @@ def build_benchmark(cfg: E2RAGConfig) -> dict:
         chunks += [dict(story_id=i, volatility=v, **c) for c in ch]
         e2c = {eid: offset_to_chunk(ch, o) for eid, o in offs.items()}
         for e in story["events"]:
-            events.append(dict(story_id=i, eid=e["eid"], kind=e["kind"], chunk_id=e2c[e["eid"]], canon=canon(e),
-                               X=e["X"], Y=e.get("Y", ""), cause=e.get("cause", -1), n_changes_X=n_changes(story["events"], e["X"])))
+            events.append(
+                dict(
+                    story_id=i,
+                    eid=e["eid"],
+                    kind=e["kind"],
+                    chunk_id=e2c[e["eid"]],
+                    canon=canon(e),
+                    X=e["X"],
+                    Y=e.get("Y", ""),
+                    cause=e.get("cause", -1),
+                    n_changes_X=n_changes(story["events"], e["X"]),
+                )
+            )
         for j, q in enumerate(make_questions(story, cfg.q_per_facet, cfg.seed)):
             q["evidence"] = sorted({e2c[x] for x in q.pop("evidence_eids")})
             questions.append(dict(qid=f"{i}-{j}", volatility=v, **q))
     return dict(chunks=chunks, questions=questions, events=events)
 
+
 def save_benchmark(cfg: E2RAGConfig, root=None) -> Path:
     "Build and save the benchmark of `cfg` under `data/e2rag/<scale>/` (three `datasets` folders)."
     import datasets
+
     d = paths("e2rag", cfg, root).data
     for name, rows in build_benchmark(cfg).items():
-        datasets.Dataset.from_list(rows).save_to_disk(str(d/name))
-    (d/"meta.json").write_text(json.dumps(dict(seed=cfg.seed, n_stories=cfg.n_stories, volatility=list(cfg.volatility))))
+        datasets.Dataset.from_list(rows).save_to_disk(str(d / name))
+    (d / "meta.json").write_text(
+        json.dumps(dict(seed=cfg.seed, n_stories=cfg.n_stories, volatility=list(cfg.volatility)))
+    )
     return d
+
 
 def load_benchmark(cfg: E2RAGConfig, root=None) -> dict:
     "The saved benchmark of `cfg` as three pandas DataFrames: chunks, questions, events."
     import datasets
+
     d = paths("e2rag", cfg, root, make=False).data
-    if not (d/"meta.json").exists(): raise MissingArtifact(f"missing E2RAG benchmark {d}; run nbs/e2rag/01_data.ipynb first")
-    meta = json.loads((d/"meta.json").read_text())
+    if not (d / "meta.json").exists():
+        raise MissingArtifact(f"missing E2RAG benchmark {d}; run nbs/e2rag/01_data.ipynb first")
+    meta = json.loads((d / "meta.json").read_text())
     if meta["seed"] != cfg.seed or meta["n_stories"] != cfg.n_stories:
-        raise MissingArtifact(f"the benchmark in {d} is for seed {meta['seed']} ({meta['n_stories']} stories); rerun 01_data")
-    return {name: datasets.load_from_disk(str(d/name)).to_pandas() for name in ("chunks", "questions", "events")}
+        raise MissingArtifact(
+            f"the benchmark in {d} is for seed {meta['seed']} ({meta['n_stories']} "
+            "stories); rerun 01_data"
+        )
+    return {
+        name: datasets.load_from_disk(str(d / name)).to_pandas()
+        for name in ("chunks", "questions", "events")
+    }
 
 # %% ../../nbs/e2rag/01_data.ipynb #58fe6bb2
 def _first(d: dict, *keys, default=None):
     for k in keys:
-        if k in d and d[k] is not None: return d[k]
+        if k in d and d[k] is not None:
+            return d[k]
     return default
+
 
 def read_rows(path: str | Path) -> list[dict]:
     "Rows of a local ChronoQA file: .jsonl, .json (a list) or .parquet."
     path = Path(path)
-    if not path.exists(): raise MissingArtifact(f"missing ChronoQA file {path}; download zy113/ChronoQA to it (see nbs/e2rag/01_data.ipynb)")
+    if not path.exists():
+        raise MissingArtifact(
+            f"missing ChronoQA file {path}; download zy113/ChronoQA to it (see "
+            "nbs/e2rag/01_data.ipynb)"
+        )
     if path.suffix == ".parquet":
         import pandas as pd
+
         return pd.read_parquet(path).to_dict("records")
     txt = path.read_text(encoding="utf-8")
-    return json.loads(txt) if path.suffix == ".json" else [json.loads(l) for l in txt.splitlines() if l.strip()]
+    return (
+        json.loads(txt)
+        if path.suffix == ".json"
+        else [json.loads(l) for l in txt.splitlines() if l.strip()]
+    )
+
 
 def load_chronoqa(path: str | Path, novels_dir: str | Path, chunk_words: int = 250) -> dict:
-    "ChronoQA as the chain's three tables: chunks of each novel, questions with gold evidence chunk ids, no events."
-    rows = read_rows(path); novels_dir = Path(novels_dir)
+    """ChronoQA as the chain's three tables: chunks of each
+    novel, questions with gold evidence chunk ids, no events."""
+    rows = read_rows(path)
+    novels_dir = Path(novels_dir)
     chunks, questions, cache = [], [], {}
     for j, r in enumerate(rows):
         sid = int(_first(r, "story_id", "book_id"))
         if sid not in cache:
-            f = novels_dir/f"{sid}.txt"
-            if not f.exists(): raise MissingArtifact(f"missing novel text {f} for ChronoQA story {sid}")
-            raw = f.read_bytes(); text = raw.decode("utf-8")
+            f = novels_dir / f"{sid}.txt"
+            if not f.exists():
+                raise MissingArtifact(f"missing novel text {f} for ChronoQA story {sid}")
+            raw = f.read_bytes()
+            text = raw.decode("utf-8")
             cache[sid] = (raw, text, chunk_text(text, chunk_words))
             chunks += [dict(story_id=sid, volatility=-1, **c) for c in cache[sid][2]]
         raw, text, ch = cache[sid]
@@ -440,13 +814,27 @@ def load_chronoqa(path: str | Path, novels_dir: str | Path, chunk_words: int = 2
         for p in list(_first(r, "passages", "supporting_passages", default=[]) or []):
             p = p if isinstance(p, dict) else {"excerpt": str(p)}
             b = _first(p, "start_byte", "start")
-            if b is not None: off = len(raw[:int(b)].decode("utf-8", errors="ignore"))   # byte offset -> character offset
+            # byte offset -> character offset
+            if b is not None:
+                off = len(raw[: int(b)].decode("utf-8", errors="ignore"))
             else:
                 off = text.find(str(_first(p, "excerpt", "text", default="")).strip()[:200])
-                if off < 0: continue
+                if off < 0:
+                    continue
             ev.add(offset_to_chunk(ch, off))
-        questions.append(dict(qid=str(_first(r, "question_id", "id", default=j)), story_id=sid, volatility=-1,
-                              facet=str(_first(r, "category", "type", default="unknown")).lower(), subtype="",
-                              question=str(_first(r, "query", "question")), answer=str(_first(r, "ground_truth", "answer")),
-                              X="", anchor=-1, n_changes=0, evidence=sorted(ev)))
+        questions.append(
+            dict(
+                qid=str(_first(r, "question_id", "id", default=j)),
+                story_id=sid,
+                volatility=-1,
+                facet=str(_first(r, "category", "type", default="unknown")).lower(),
+                subtype="",
+                question=str(_first(r, "query", "question")),
+                answer=str(_first(r, "ground_truth", "answer")),
+                X="",
+                anchor=-1,
+                n_changes=0,
+                evidence=sorted(ev),
+            )
+        )
     return dict(chunks=chunks, questions=questions, events=[])

@@ -6,12 +6,11 @@ Docs: https://compendium-dev.github.io/compendium/e2rag/experiments.html.md"""
 
 # %% ../../nbs/e2rag/04_experiments.ipynb #78ce7375
 from __future__ import annotations
-import re, time
-from pathlib import Path
-import numpy as np
+import re
+import time
 import pandas as pd
 from tqdm.auto import tqdm
-from ..core.artifacts import paths, save_table, load_table, save_json, MissingArtifact
+from ..core.artifacts import paths, save_table, save_json
 from ..core.cache import Cache, cache_log, cache_summary
 from ..core.embed import embed
 from .data import E2RAGConfig, load_benchmark, load_chronoqa
@@ -24,93 +23,182 @@ __all__ = ['EXTRACT_PROMPT', 'READ_PROMPT', 'JUDGE_PROMPT', 'story_cache', 'run_
 
 # %% ../../nbs/e2rag/04_experiments.ipynb #82792c58
 def story_cache(cfg: E2RAGConfig, root=None) -> Cache:
-    "The cache of per-story results at `cfg`: keyed by the configuration, the code this module imports (`embed` and MiniLM's files included) and the benchmark."
+    """The cache of per-story results at `cfg`: keyed by the configuration, the code
+    this module imports (`embed` and MiniLM's files included) and the benchmark."""
     d = paths("e2rag", cfg, root, make=False).data
-    return Cache.for_chain("e2rag", cfg, modules="compendium.e2rag.experiments", root=root,
-                           files=[d/"meta.json", d/"chunks", d/"questions", d/"events"])
+    return Cache.for_chain(
+        "e2rag",
+        cfg,
+        modules="compendium.e2rag.experiments",
+        root=root,
+        files=[d / "meta.json", d / "chunks", d / "questions", d / "events"],
+    )
+
 
 def run_benchmark(cfg: E2RAGConfig, B: dict, root=None, progress: bool = True) -> pd.DataFrame:
-    "Every system and ablation on every question of benchmark `B`, one story at a time, cached per story."
+    """Every system and ablation on every question of
+    benchmark `B`, one story at a time, cached per story."""
     P, cache = paths("e2rag", cfg, root), story_cache(cfg, root)
-    emb = lambda texts: embed(list(texts), cache=P.data/"emb")
+
+    def emb(texts):
+        return embed(list(texts), cache=P.data / "emb")
+
     ch, qd = B["chunks"], B["questions"].reset_index(drop=True)
     frames = []
     Q = emb(qd.question.tolist())
     for sid, qs in tqdm(qd.groupby("story_id"), desc="stories", disable=not progress):
+
         def run():
             texts = ch[ch.story_id == sid].sort_values("chunk_id").text.tolist()
             ix = build_story_index(texts, cfg.noise, cfg.seed + int(sid), emb)
-            return pd.DataFrame(evaluate_story(ix, qs, Q[qs.index], cfg.systems + cfg.ablations, cfg))
+            return pd.DataFrame(
+                evaluate_story(ix, qs, Q[qs.index], cfg.systems + cfg.ablations, cfg)
+            )
+
         frames.append(cache(f"story-{sid}", run))
     return pd.concat(frames, ignore_index=True)
 
 # %% ../../nbs/e2rag/04_experiments.ipynb #1b696148
 def hf_generate(model_name: str, max_new_tokens: int = 256):
-    "A `generate(prompt) -> str` function backed by a local Hugging Face chat model (loaded once, lazily)."
+    """A `generate(prompt) -> str` function backed by a
+    local Hugging Face chat model (loaded once, lazily)."""
     state = {}
+
     def generate(prompt: str) -> str:
         if not state:
             from transformers import AutoModelForCausalLM, AutoTokenizer
+
             state["tok"] = AutoTokenizer.from_pretrained(model_name)
-            state["model"] = AutoModelForCausalLM.from_pretrained(model_name, torch_dtype="auto", device_map="auto")
+            state["model"] = AutoModelForCausalLM.from_pretrained(
+                model_name, torch_dtype="auto", device_map="auto"
+            )
         tok, model = state["tok"], state["model"]
-        ids = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True, return_tensors="pt").to(model.device)
+        ids = tok.apply_chat_template(
+            [{"role": "user", "content": prompt}], add_generation_prompt=True, return_tensors="pt"
+        ).to(model.device)
         out = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False)
-        return tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+        return tok.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
+
     return generate
 
-EXTRACT_PROMPT = ("List every event in this passage of a novel, one per line, as: who | what happened (one sentence) | "
-                  "the other people involved, comma-separated (or -). Name people by their names.\n\nPassage:\n{text}")
-READ_PROMPT = ("Answer the question about a novel from these passages, which are given in the order you should assume "
-               "they happen. Answer in one sentence.\n\n{passages}\n\nQuestion: {question}\nAnswer:")
-JUDGE_PROMPT = ("Score how well the answer matches the reference answer to the question, from 1 (wrong) to 10 (fully "
-                "correct). Reply with the number only.\n\nQuestion: {question}\nReference: {reference}\nAnswer: {answer}\nScore:")
+
+EXTRACT_PROMPT = (
+    "List every event in this passage of a novel, one per line, as: who | what happened "
+    "(one sentence) | the other people involved, comma-separated (or -). Name people by "
+    "their names.\n\nPassage:\n{text}"
+)
+READ_PROMPT = (
+    "Answer the question about a novel from these passages, which are given in the order "
+    "you should assume they happen. Answer in one sentence.\n\n{passages}\n\nQuestion: "
+    "{question}\nAnswer:"
+)
+JUDGE_PROMPT = (
+    "Score how well the answer matches the reference answer to the question, from 1 "
+    "(wrong) to 10 (fully correct). Reply with the number only.\n\nQuestion: "
+    "{question}\nReference: {reference}\nAnswer: {answer}\nScore:"
+)
+
 
 def llm_extract(texts: list[str], generate) -> Extraction:
-    "Events and person mentions of a story's chunks, as an LLM lists them (`generate(prompt) -> str`)."
+    """Events and person mentions of a story's chunks,
+    as an LLM lists them (`generate(prompt) -> str`)."""
     ev, ments = [], []
     for c, text in enumerate(texts):
-        for j, line in enumerate(l for l in generate(EXTRACT_PROMPT.format(text=text)).splitlines() if l.count("|") == 2):
+        for j, line in enumerate(
+            l for l in generate(EXTRACT_PROMPT.format(text=text)).splitlines() if l.count("|") == 2
+        ):
             who, what, others = (x.strip() for x in line.split("|"))
             others = [o.strip() for o in others.split(",") if o.strip() and o.strip() != "-"]
-            if not who: continue
-            ev.append(dict(kind="event", X=who, Y=others[0] if others else None, chunk=c, sent=j, text=what, pos=len(ev)))
+            if not who:
+                continue
+            ev.append(
+                dict(
+                    kind="event",
+                    X=who,
+                    Y=others[0] if others else None,
+                    chunk=c,
+                    sent=j,
+                    text=what,
+                    pos=len(ev),
+                )
+            )
             ments += [dict(name=n, chunk=c, sent=j, text=what) for n in [who, *others]]
     return Extraction(ev, ments)
 
+
 def llm_read(question: str, texts: list[str], generate) -> str:
     "The LLM reader's answer from the passages, in the order given."
-    return generate(READ_PROMPT.format(passages="\n\n".join(f"[{i + 1}] {t}" for i, t in enumerate(texts)), question=question))
+    return generate(
+        READ_PROMPT.format(
+            passages="\n\n".join(f"[{i + 1}] {t}" for i, t in enumerate(texts)), question=question
+        )
+    )
+
 
 def llm_judge(question: str, reference: str, answer: str, generate) -> float:
     "The LLM judge's 1-10 score (NaN when it answers no number)."
-    m = re.search(r"\d+(?:\.\d+)?", generate(JUDGE_PROMPT.format(question=question, reference=reference, answer=answer)))
+    m = re.search(
+        r"\d+(?:\.\d+)?",
+        generate(JUDGE_PROMPT.format(question=question, reference=reference, answer=answer)),
+    )
     return min(10.0, max(1.0, float(m.group()))) if m else float("nan")
 
 # %% ../../nbs/e2rag/04_experiments.ipynb #f95d8b09
 def run_chronoqa(cfg: E2RAGConfig, generate, root=None, progress: bool = True) -> pd.DataFrame:
-    "The paper scale: ChronoQA, LLM extraction, every system, the LLM reader and judge (one row per question and system)."
+    """The paper scale: ChronoQA, LLM extraction, every system,
+    the LLM reader and judge (one row per question and system)."""
     P = paths("e2rag", cfg, root)
-    B = {k: pd.DataFrame(v) for k, v in load_chronoqa(cfg.chronoqa_path, cfg.novels_dir, cfg.chunk_words).items()}
-    emb = lambda texts: embed(list(texts), cache=P.data/"emb")
+    B = {
+        k: pd.DataFrame(v)
+        for k, v in load_chronoqa(cfg.chronoqa_path, cfg.novels_dir, cfg.chunk_words).items()
+    }
+
+    def emb(texts):
+        return embed(list(texts), cache=P.data / "emb")
+
     from rank_bm25 import BM25Okapi
     from compendium.core.embed import build_index
     from compendium.e2rag.graphs import build_dual_graph, build_collapsed_kg
     from compendium.e2rag.retrieval import tokenize, mention_description
+
     rows, qd = [], B["questions"].reset_index(drop=True)
     Q = emb(qd.question.tolist())
     for sid, qs in tqdm(qd.groupby("story_id"), desc="novels", disable=not progress):
         texts = B["chunks"][B["chunks"].story_id == sid].sort_values("chunk_id").text.tolist()
-        ext = llm_extract(texts, generate); C = emb(texts)
-        G = {"clean": build_dual_graph(ext), "noisy": build_dual_graph(ext)}       # the LLM's own errors are the noise
+        ext = llm_extract(texts, generate)
+        C = emb(texts)
+        # the LLM's own errors are the noise
+        G = {"clean": build_dual_graph(ext), "noisy": build_dual_graph(ext)}
         V = {k: emb([g.evt.nodes[v]["text"] for v in sorted(g.evt.nodes)]) for k, g in G.items()}
-        ix = StoryIndex(texts, C, BM25Okapi([tokenize(t) for t in texts]), build_index(C), G, V,
-                        emb([mention_description(m) for m in ext.mentions]), build_collapsed_kg(ext), {m["name"] for m in ext.mentions})
+        ix = StoryIndex(
+            texts,
+            C,
+            BM25Okapi([tokenize(t) for t in texts]),
+            build_index(C),
+            G,
+            V,
+            emb([mention_description(m) for m in ext.mentions]),
+            build_collapsed_kg(ext),
+            {m["name"] for m in ext.mentions},
+        )
         for (_, qr), q in zip(qs.iterrows(), Q[qs.index]):
             for sysname in cfg.systems:
                 ranked, handed = retrieve(sysname, ix, qr.question, q, cfg.k_read, cfg)
                 ans = llm_read(qr.question, [texts[c] for c in handed], generate)
-                rows.append(dict(qid=qr.qid, story_id=int(sid), system=sysname, facet=qr.facet, answer=ans, gold=qr.answer,
-                                 score=llm_judge(qr.question, qr.answer, ans, generate),
-                                 **{f"recall@{k}": len(set(qr.evidence) & set(ranked[:k])) / max(1, len(qr.evidence)) for k in cfg.ks}))
+                rows.append(
+                    dict(
+                        qid=qr.qid,
+                        story_id=int(sid),
+                        system=sysname,
+                        facet=qr.facet,
+                        answer=ans,
+                        gold=qr.answer,
+                        score=llm_judge(qr.question, qr.answer, ans, generate),
+                        **{
+                            f"recall@{k}": len(set(qr.evidence) & set(ranked[:k]))
+                            / max(1, len(qr.evidence))
+                            for k in cfg.ks
+                        },
+                    )
+                )
     return pd.DataFrame(rows)

@@ -10,9 +10,17 @@ import re
 from dataclasses import dataclass, field
 import numpy as np
 import networkx as nx
-from ..core.config import ConfigError
-from .data import (TEMPLATES, CAUSE_SUFFIX, INTRO_STATIC, INTRO_STATE, Q_TEMPLATES, DEEDS, OWN, SETS,
-                                   canon, actor, participants, _SENT)
+from compendium.e2rag.data import (
+    TEMPLATES,
+    CAUSE_SUFFIX,
+    INTRO_STATIC,
+    INTRO_STATE,
+    Q_TEMPLATES,
+    DEEDS,
+    canon,
+    participants,
+    _SENT,
+)
 
 # %% auto #0
 __all__ = ['SLOT', 'SLOT_RE', 'EVENT_RE', 'INTRO_RE', 'CAUSE_RE', 'Q_RE', 'REL', 'template_regex', 'parse_clause',
@@ -20,42 +28,76 @@ __all__ = ['SLOT', 'SLOT_RE', 'EVENT_RE', 'INTRO_RE', 'CAUSE_RE', 'Q_RE', 'REL',
            'build_collapsed_kg', 'parse_question', 'matches']
 
 # %% ../../nbs/e2rag/02_graphs.ipynb #da153919
-SLOT = {"X": "P", "Y": "P", "Z": "P", "L1": "C", "L2": "C", "L": "C", "B": "C", "F1": "C", "F2": "C", "F": "C",
-        "T": "w", "T0": "w", "C": "w", "O": "O", "OS": "S", "E": "E"}
-SLOT_RE = {"P": r"[A-Z][a-z]+", "C": r"[A-Z][a-z]+", "w": r"[a-z]+", "O": r"[a-z]+ [a-z]+",
-           "S": r"nothing of value|the [a-z]+ [a-z]+(?: and the [a-z]+ [a-z]+)*", "E": r".+?"}
+SLOT = {
+    "X": "P",
+    "Y": "P",
+    "Z": "P",
+    "L1": "C",
+    "L2": "C",
+    "L": "C",
+    "B": "C",
+    "F1": "C",
+    "F2": "C",
+    "F": "C",
+    "T": "w",
+    "T0": "w",
+    "C": "w",
+    "O": "O",
+    "OS": "S",
+    "E": "E",
+}
+SLOT_RE = {
+    "P": r"[A-Z][a-z]+",
+    "C": r"[A-Z][a-z]+",
+    "w": r"[a-z]+",
+    "O": r"[a-z]+ [a-z]+",
+    "S": r"nothing of value|the [a-z]+ [a-z]+(?: and the [a-z]+ [a-z]+)*",
+    "E": r".+?",
+}
+
 
 def template_regex(template: str) -> str:
     "A phrase-book template as a regular expression with one named group per slot."
     out, pos = "", 0
     for m in re.finditer(r"\{(\w+)\}", template):
-        out += re.escape(template[pos:m.start()]) + f"(?P<{m.group(1)}>{SLOT_RE[SLOT[m.group(1)]]})"; pos = m.end()
+        out += (
+            re.escape(template[pos : m.start()]) + f"(?P<{m.group(1)}>{SLOT_RE[SLOT[m.group(1)]]})"
+        )
+        pos = m.end()
     return out + re.escape(template[pos:])
 
+
 EVENT_RE = [(k, re.compile(template_regex(t))) for k, ts in TEMPLATES.items() for t in ts]
-INTRO_RE = [("intro_static", re.compile(template_regex(t))) for t in INTRO_STATIC] + \
-           [("intro_state", re.compile(template_regex(t))) for t in INTRO_STATE]
+INTRO_RE = [("intro_static", re.compile(template_regex(t))) for t in INTRO_STATIC] + [
+    ("intro_state", re.compile(template_regex(t))) for t in INTRO_STATE
+]
 CAUSE_RE = [re.compile(template_regex(t) + "$") for t in CAUSE_SUFFIX]
+
 
 def parse_clause(text: str) -> dict | None:
     "The event a whole clause states (kind and slots), or None."
     text = text.strip().rstrip(".")
     for k, rx in EVENT_RE + INTRO_RE:
         m = rx.fullmatch(text)
-        if m: return dict(kind=k, **m.groupdict())
+        if m:
+            return dict(kind=k, **m.groupdict())
     return None
 
+
 def parse_sentence(s: str) -> dict | None:
-    "The event a sentence states, with `cause_Y` when it names a cause, or None for a sentence with no event."
+    """The event a sentence states, with `cause_Y` when it
+    names a cause, or None for a sentence with no event."""
     s = s.strip().rstrip(".")
     for rx in CAUSE_RE:
         m = rx.search(s)
         if m:
-            e = parse_clause(s[:m.start()])
+            e = parse_clause(s[: m.start()])
             return {**e, "cause_Y": m.group("Y")} if e else None
     e = parse_clause(s)
     if e and e["kind"] == "intro_state":
-        e["objs"] = [] if e["OS"] == "nothing of value" else [o[4:] for o in e.pop("OS").split(" and ")]
+        e["objs"] = (
+            [] if e["OS"] == "nothing of value" else [o[4:] for o in e.pop("OS").split(" and ")]
+        )
         e.pop("OS", None)
     return e
 
@@ -63,30 +105,51 @@ def parse_sentence(s: str) -> dict | None:
 @dataclass
 class Extraction:
     "What the extractor read from one story: events (time-ordered) and person mentions."
-    events: list = field(default_factory=list)     # dicts: kind, slots, chunk, sent, text, (cause_Y)
-    mentions: list = field(default_factory=list)   # dicts: name, chunk, sent, text
+
+    events: list = field(default_factory=list)  # dicts: kind, slots, chunk, sent, text, (cause_Y)
+    mentions: list = field(default_factory=list)  # dicts: name, chunk, sent, text
+
 
 def extract(chunk_texts: list[str]) -> Extraction:
     "Run the rule-based extractor over the chunks of one story, in order."
     ev, sents = [], []
     for c, text in enumerate(chunk_texts):
         for j, s in enumerate(x.strip() for x in _SENT.findall(text)):
-            sents.append((c, j, s)); p = parse_sentence(s)
-            if p is None: continue
+            sents.append((c, j, s))
+            p = parse_sentence(s)
+            if p is None:
+                continue
             p.update(chunk=c, sent=j, text=s)
-            if p["kind"] == "intro_state" and ev and ev[-1]["kind"] == "intro" and ev[-1]["X"] == p["X"] and "L" not in ev[-1]:
-                ev[-1].update({k: p[k] for k in ("L", "T", "F", "objs")}); ev[-1]["text"] += " " + s; continue
-            if p["kind"].startswith("intro"): p["kind"] = "intro"
+            if (
+                p["kind"] == "intro_state"
+                and ev
+                and ev[-1]["kind"] == "intro"
+                and ev[-1]["X"] == p["X"]
+                and "L" not in ev[-1]
+            ):
+                ev[-1].update({k: p[k] for k in ("L", "T", "F", "objs")})
+                ev[-1]["text"] += " " + s
+                continue
+            if p["kind"].startswith("intro"):
+                p["kind"] = "intro"
             ev.append(p)
     persons = {p for e in ev for p in participants(e)}
-    ments = [dict(name=w, chunk=c, sent=j, text=s) for c, j, s in sents for w in dict.fromkeys(re.findall(r"\b[A-Z][a-z]+\b", s)) if w in persons]
-    for i, e in enumerate(ev): e["pos"] = i
+    ments = [
+        dict(name=w, chunk=c, sent=j, text=s)
+        for c, j, s in sents
+        for w in dict.fromkeys(re.findall(r"\b[A-Z][a-z]+\b", s))
+        if w in persons
+    ]
+    for i, e in enumerate(ev):
+        e["pos"] = i
     return Extraction(ev, ments)
 
 # %% ../../nbs/e2rag/02_graphs.ipynb #7f7fdaff
 def noisy(ext: Extraction, p: float, seed: int) -> tuple[Extraction, set, set]:
-    "(extraction without the dropped events, dropped (mention idx, event pos) links, dropped causal effects' pos)."
-    if p <= 0: return ext, set(), set()
+    """(extraction without the dropped events, dropped (mention
+    idx, event pos) links, dropped causal effects' pos)."""
+    if p <= 0:
+        return ext, set(), set()
     rng = np.random.default_rng([seed, 17])
     keep = [e for e in ext.events if rng.random() >= p]
     ev = [{**e, "pos": i} for i, e in enumerate(keep)]
@@ -98,7 +161,9 @@ def noisy(ext: Extraction, p: float, seed: int) -> tuple[Extraction, set, set]:
 # %% ../../nbs/e2rag/02_graphs.ipynb #e372a197
 @dataclass
 class DualGraph:
-    "E²RAG's index of one story: entity subgraph, event subgraph, bipartite map (networkx), and the extraction."
+    """E²RAG's index of one story: entity subgraph, event
+    subgraph, bipartite map (networkx), and the extraction."""
+
     ent: nx.Graph
     evt: nx.DiGraph
     B: nx.Graph
@@ -116,67 +181,107 @@ class DualGraph:
         "The events linked to `v` as its causes."
         return [u for u, _, d in self.evt.in_edges(v, data=True) if d["rel"] == "cause"]
 
+
 def resolve_cause(events: list, v: dict) -> int | None:
     "The latest event before `v` that is a deed of `v`'s named cause towards `v`'s subject."
-    for u in reversed(events[:v["pos"]]):
-        if u["kind"] in DEEDS and u["Y"] == v["cause_Y"] and u["X"] == v["X"]: return u["pos"]
+    for u in reversed(events[: v["pos"]]):
+        if u["kind"] in DEEDS and u["Y"] == v["cause_Y"] and u["X"] == v["X"]:
+            return u["pos"]
     return None
 
+
 def build_dual_graph(ext: Extraction, noise: float = 0.0, seed: int = 0) -> DualGraph:
-    "The dual graph of one story's extraction, with the noisy mode's drops applied when `noise` > 0."
+    """The dual graph of one story's extraction, with
+    the noisy mode's drops applied when `noise` > 0."""
     ext, drop_links, drop_cause = noisy(ext, noise, seed)
     ent, evt, B = nx.Graph(), nx.DiGraph(), nx.Graph()
     for i, m in enumerate(ext.mentions):
-        ent.add_node(f"m{i}", **m, bipartite=0); B.add_node(f"m{i}", bipartite=0)
+        ent.add_node(f"m{i}", **m, bipartite=0)
+        B.add_node(f"m{i}", bipartite=0)
     for v in ext.events:
-        evt.add_node(v["pos"], **v); B.add_node(v["pos"], bipartite=1)
-        if v["pos"] > 0: evt.add_edge(v["pos"] - 1, v["pos"], rel="next")
+        evt.add_node(v["pos"], **v)
+        B.add_node(v["pos"], bipartite=1)
+        if v["pos"] > 0:
+            evt.add_edge(v["pos"] - 1, v["pos"], rel="next")
         if v.get("cause_Y") and v["pos"] not in drop_cause:
             u = resolve_cause(ext.events, v)
-            if u is not None: evt.add_edge(u, v["pos"], rel="cause")
+            if u is not None:
+                evt.add_edge(u, v["pos"], rel="cause")
     by_sent = {}
-    for i, m in enumerate(ext.mentions): by_sent.setdefault((m["chunk"], m["sent"]), []).append(i)
+    for i, m in enumerate(ext.mentions):
+        by_sent.setdefault((m["chunk"], m["sent"]), []).append(i)
     for v in ext.events:
-        ms = [i for i in by_sent.get((v["chunk"], v["sent"]), []) if ext.mentions[i]["name"] in participants(v)]
-        if v["kind"] == "intro":                       # an introduction spans two sentences
-            ms += [i for i in by_sent.get((v["chunk"], v["sent"] + 1), []) if ext.mentions[i]["name"] == v["X"]]
+        ms = [
+            i
+            for i in by_sent.get((v["chunk"], v["sent"]), [])
+            if ext.mentions[i]["name"] in participants(v)
+        ]
+        if v["kind"] == "intro":  # an introduction spans two sentences
+            ms += [
+                i
+                for i in by_sent.get((v["chunk"], v["sent"] + 1), [])
+                if ext.mentions[i]["name"] == v["X"]
+            ]
         for i in ms:
-            if (i, v["pos"]) not in drop_links: B.add_edge(f"m{i}", v["pos"])
+            if (i, v["pos"]) not in drop_links:
+                B.add_edge(f"m{i}", v["pos"])
         for a in ms:
             for b in ms:
-                if a < b: ent.add_edge(f"m{a}", f"m{b}", rel=v["kind"])
-    for ids in by_sent.values():                      # co-occurrence relations between the other mentions of a sentence
+                if a < b:
+                    ent.add_edge(f"m{a}", f"m{b}", rel=v["kind"])
+    for ids in by_sent.values():  # co-occurrence relations between the other mentions of a sentence
         for a in ids:
             for b in ids:
-                if a < b and not ent.has_edge(f"m{a}", f"m{b}"): ent.add_edge(f"m{a}", f"m{b}", rel="co-occurs")
+                if a < b and not ent.has_edge(f"m{a}", f"m{b}"):
+                    ent.add_edge(f"m{a}", f"m{b}", rel="co-occurs")
     return DualGraph(ent, evt, B, ext)
 
 # %% ../../nbs/e2rag/02_graphs.ipynb #0179ab4f
 def build_collapsed_kg(ext: Extraction, noise: float = 0.0, seed: int = 0) -> nx.Graph:
-    "One node per entity name (its chunks and descriptions merged), edges = relations between entities (with chunks)."
+    """One node per entity name (its chunks and descriptions
+    merged), edges = relations between entities (with chunks)."""
     ext, _, _ = noisy(ext, noise, seed)
     kg = nx.Graph()
     for m in ext.mentions:
-        if m["name"] not in kg: kg.add_node(m["name"], chunks=set(), descriptions=[])
-        kg.nodes[m["name"]]["chunks"].add(m["chunk"]); kg.nodes[m["name"]]["descriptions"].append(m["text"])
+        if m["name"] not in kg:
+            kg.add_node(m["name"], chunks=set(), descriptions=[])
+        kg.nodes[m["name"]]["chunks"].add(m["chunk"])
+        kg.nodes[m["name"]]["descriptions"].append(m["text"])
     for v in ext.events:
         ps = participants(v)
         if len(ps) == 2:
-            if not kg.has_edge(*ps): kg.add_edge(*ps, relations=[], chunks=set())
-            kg.edges[ps]["relations"].append(v["kind"]); kg.edges[ps]["chunks"].add(v["chunk"])
+            if not kg.has_edge(*ps):
+                kg.add_edge(*ps, relations=[], chunks=set())
+            kg.edges[ps]["relations"].append(v["kind"])
+            kg.edges[ps]["chunks"].add(v["chunk"])
     return kg
 
 # %% ../../nbs/e2rag/02_graphs.ipynb #bab3e6b0
-Q_RE = [(k, re.compile(template_regex(t).replace(r"\?", "") + r"\??")) for k, t in Q_TEMPLATES.items()]
-REL = {"after": "next", "before": "prev", "location": "location", "title": "title", "possession": "possession",
-       "cause_move": "cause", "cause_appoint": "cause", "cause_defect": "cause", "loyal": "allegiance", "serving": "title",
-       "born": "born", "trade": "trade"}
+Q_RE = [
+    (k, re.compile(template_regex(t).replace(r"\?", "") + r"\??")) for k, t in Q_TEMPLATES.items()
+]
+REL = {
+    "after": "next",
+    "before": "prev",
+    "location": "location",
+    "title": "title",
+    "possession": "possession",
+    "cause_move": "cause",
+    "cause_appoint": "cause",
+    "cause_defect": "cause",
+    "loyal": "allegiance",
+    "serving": "title",
+    "born": "born",
+    "trade": "trade",
+}
+
 
 def parse_question(q: str) -> dict:
     "The question's type, relation, slots and anchor event (a partial event dict, or None)."
     for k, rx in Q_RE:
         m = rx.fullmatch(q.strip())
-        if not m: continue
+        if not m:
+            continue
         d = {key: v for key, v in m.groupdict().items() if v is not None}
         anchor = parse_clause(d.pop("E")) if "E" in d else None
         if k.startswith("cause_"):
@@ -184,6 +289,12 @@ def parse_question(q: str) -> dict:
         return dict(type=k, rel=REL[k], anchor=anchor, **d)
     return dict(type="unknown", rel="unknown", anchor=None)
 
+
 def matches(e: dict, partial: dict | None) -> bool:
-    "Whether event `e` is of `partial`'s kind and agrees with every slot of `partial` that `e` states."
-    return bool(partial) and e["kind"] == partial["kind"] and all(e.get(k, v) == v for k, v in partial.items())
+    """Whether event `e` is of `partial`'s kind and agrees
+    with every slot of `partial` that `e` states."""
+    return (
+        bool(partial)
+        and e["kind"] == partial["kind"]
+        and all(e.get(k, v) == v for k, v in partial.items())
+    )

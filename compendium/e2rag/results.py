@@ -19,27 +19,64 @@ def accuracy(res: pd.DataFrame, system: str, facets=None, metric: str = "correct
     r = res[(res.system == system) & (res.facet.isin(facets) if facets is not None else True)]
     return float(r[metric].mean())
 
+
 def paired(res: pd.DataFrame, a: str, b: str, metric: str = "correct") -> pd.DataFrame:
-    "One row per question with the two systems' scores side by side (columns a, b) and the question's fields."
+    """One row per question with the two systems' scores side
+    by side (columns a, b) and the question's fields."""
     keep = ["qid", "facet", "subtype", "n_changes", "volatility", "story_id"]
-    wide = res.pivot_table(index="qid", columns="system", values=metric, aggfunc="first")[[a, b]].astype(float)
+    wide = res.pivot_table(index="qid", columns="system", values=metric, aggfunc="first")[
+        [a, b]
+    ].astype(float)
     return wide.join(res.drop_duplicates("qid").set_index("qid")[keep[1:]])
 
-def bootstrap_ci(x: np.ndarray, n: int = 1000, level: float = 0.9, seed: int = 0) -> tuple[float, float]:
-    "A percentile bootstrap interval (`scipy.stats.bootstrap`, `n` resamples) of the mean of `x`; NaN for fewer than 2 values."
+
+def bootstrap_ci(
+    x: np.ndarray, n: int = 1000, level: float = 0.9, seed: int = 0
+) -> tuple[float, float]:
+    """A percentile bootstrap interval (`scipy.stats.bootstrap`, `n`
+    resamples) of the mean of `x`; NaN for fewer than 2 values."""
     x = np.asarray(x, float)
-    if len(x) < 2: return (float("nan"), float("nan"))
-    ci = bootstrap((x,), np.mean, n_resamples=n, confidence_level=level, method="percentile", rng=np.random.default_rng(seed))
+    if len(x) < 2:
+        return (float("nan"), float("nan"))
+    ci = bootstrap(
+        (x,),
+        np.mean,
+        n_resamples=n,
+        confidence_level=level,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
     return float(ci.confidence_interval.low), float(ci.confidence_interval.high)
 
-def advantage_by(res: pd.DataFrame, by: str, a: str = "E2RAG-extraction", b: str = "Dense", min_n: int = 10,
-                 metric: str = "correct", facets=None) -> pd.DataFrame:
-    "Accuracy of `a` minus `b` (with a bootstrap interval) for each value of the question field `by`."
+
+def advantage_by(
+    res: pd.DataFrame,
+    by: str,
+    a: str = "E2RAG-extraction",
+    b: str = "Dense",
+    min_n: int = 10,
+    metric: str = "correct",
+    facets=None,
+) -> pd.DataFrame:
+    """Accuracy of `a` minus `b` (with a bootstrap
+    interval) for each value of the question field `by`."""
     w = paired(res, a, b, metric)
     w = w[w.facet.isin(facets)] if facets is not None else w[w.facet != "static"]
     rows = []
     for v, g in w.groupby(by):
-        if len(g) < min_n: continue
-        d = (g[a] - g[b]).to_numpy(); lo, hi = bootstrap_ci(d)
-        rows.append({by: v, "n": len(g), a: g[a].mean(), b: g[b].mean(), "advantage": d.mean(), "lo": lo, "hi": hi})
+        if len(g) < min_n:
+            continue
+        d = (g[a] - g[b]).to_numpy()
+        lo, hi = bootstrap_ci(d)
+        rows.append(
+            {
+                by: v,
+                "n": len(g),
+                a: g[a].mean(),
+                b: g[b].mean(),
+                "advantage": d.mean(),
+                "lo": lo,
+                "hi": hi,
+            }
+        )
     return pd.DataFrame(rows)

@@ -6,15 +6,21 @@ Docs: https://compendium-dev.github.io/compendium/e2rag/retrieval.html.md"""
 
 # %% ../../nbs/e2rag/03_retrieval.ipynb #e05a3b12
 from __future__ import annotations
-import math, re
+import math
+import re
 from dataclasses import dataclass, field
-from pathlib import Path
 import numpy as np
 from ..core.config import ConfigError
 from ..core.embed import embed, build_index, search
-from .data import E2RAGConfig, DEEDS, SETS, canon, actor, participants
-from .graphs import (Extraction, DualGraph, extract, build_dual_graph, build_collapsed_kg, parse_question,
-                                     matches)
+from .data import E2RAGConfig, DEEDS, SETS, canon, actor
+from compendium.e2rag.graphs import (
+    DualGraph,
+    extract,
+    build_dual_graph,
+    build_collapsed_kg,
+    parse_question,
+    matches,
+)
 
 # %% auto #0
 __all__ = ['W_A', 'W_C', 'W_W', 'W_N', 'CHRONO', 'read', 'tokenize', 'StoryIndex', 'mention_description', 'build_story_index',
@@ -24,19 +30,26 @@ __all__ = ['W_A', 'W_C', 'W_W', 'W_N', 'CHRONO', 'read', 'tokenize', 'StoryIndex
 # %% ../../nbs/e2rag/03_retrieval.ipynb #9d60d32d
 def _sets(e: dict, X: str, rel: str) -> bool:
     "Whether an extracted event states `rel` (location, title, allegiance) of `X`."
-    if e["kind"] == "intro": return e["X"] == X and {"location": "L", "title": "T", "allegiance": "F"}[rel] in e
+    if e["kind"] == "intro":
+        return e["X"] == X and {"location": "L", "title": "T", "allegiance": "F"}[rel] in e
     return e["kind"] in SETS[rel] and e.get("X") == X
+
 
 def _value(e: dict, rel: str) -> str:
     k = e["kind"]
-    if k == "intro": return e[{"location": "L", "title": "T", "allegiance": "F"}[rel]]
+    if k == "intro":
+        return e[{"location": "L", "title": "T", "allegiance": "F"}[rel]]
     return e[{"move": "L2", "appoint": "T", "defect": "F2"}[k]]
+
 
 def _moves(e: dict, O: str) -> str | None:
     "Who holds `O` after event `e`, if `e` says so."
-    if e["kind"] == "intro" and O in e.get("objs", ()): return e["X"]
-    if e["kind"] in ("steal", "give") and e["O"] == O: return e["Y"] if e["kind"] == "steal" else e["X"]
+    if e["kind"] == "intro" and O in e.get("objs", ()):
+        return e["X"]
+    if e["kind"] in ("steal", "give") and e["O"] == O:
+        return e["Y"] if e["kind"] == "steal" else e["X"]
     return None
+
 
 def read(question: str, texts: list[str]) -> str:
     "The reader's answer to `question` from the chunk `texts`, taken in the order given."
@@ -45,26 +58,49 @@ def read(question: str, texts: list[str]) -> str:
     X, rel = q.get("X"), q["rel"]
     A = [e for e in ev if matches(e, q["anchor"])]
     t = A[0]["pos"] if A else None
-    before = lambda e: t is None or e["pos"] < t
+
+    def before(e):
+        return t is None or e["pos"] < t
+
     if rel in ("born", "trade"):
-        got = [e[{"born": "B", "trade": "C"}[rel]] for e in ev if e["kind"] == "intro" and e["X"] == X and "B" in e]
+        got = [
+            e[{"born": "B", "trade": "C"}[rel]]
+            for e in ev
+            if e["kind"] == "intro" and e["X"] == X and "B" in e
+        ]
         return got[0] if got else "unknown"
     if rel in ("next", "prev"):
-        if t is None: return "unknown"
+        if t is None:
+            return "unknown"
         mine = [e for e in ev if e["kind"] != "intro" and actor(e) == X and e["pos"] != t]
-        got = [e for e in mine if e["pos"] > t][:1] if rel == "next" else [e for e in mine if e["pos"] < t][-1:]
+        got = (
+            [e for e in mine if e["pos"] > t][:1]
+            if rel == "next"
+            else [e for e in mine if e["pos"] < t][-1:]
+        )
         return canon(got[0]) if got else "unknown"
-    def latest(found):                                # the last one read before the anchor, else the first read after it
+
+    def latest(found):  # the last one read before the anchor, else the first read after it
         pre = [x for e, x in found if before(e)]
         return pre[-1] if pre else (found[0][1] if found else "unknown")
+
     if rel in ("location", "title", "allegiance"):
         got = latest([(e, _value(e, rel)) for e in ev if _sets(e, X, rel)])
-        if q["type"] in ("loyal", "serving") and got != "unknown": return "yes" if got == q.get("F", q.get("T")) else "no"
+        if q["type"] in ("loyal", "serving") and got != "unknown":
+            return "yes" if got == q.get("F", q.get("T")) else "no"
         return got
-    if rel == "possession": return latest([(e, w) for e in ev for w in [_moves(e, q["O"])] if w])
+    if rel == "possession":
+        return latest([(e, w) for e in ev for w in [_moves(e, q["O"])] if w])
     if rel == "cause":
-        if not A or not A[0].get("cause_Y"): return "unknown"
-        return latest([(e, canon(e)) for e in ev if e["kind"] in DEEDS and e["Y"] == A[0]["cause_Y"] and e["X"] == A[0]["X"]])
+        if not A or not A[0].get("cause_Y"):
+            return "unknown"
+        return latest(
+            [
+                (e, canon(e))
+                for e in ev
+                if e["kind"] in DEEDS and e["Y"] == A[0]["cause_Y"] and e["X"] == A[0]["X"]
+            ]
+        )
     return "unknown"
 
 # %% ../../nbs/e2rag/03_retrieval.ipynb #05b17f2b
@@ -72,61 +108,85 @@ def tokenize(text: str) -> list[str]:
     "Lower-cased word tokens for BM25."
     return re.findall(r"[a-z]+", text.lower())
 
+
 @dataclass
 class StoryIndex:
     "Everything the systems may use about one story (built from its text only)."
-    chunks: list                   # chunk texts in story order
-    C: np.ndarray                  # chunk embeddings
-    bm25: object                   # rank_bm25.BM25Okapi over the chunks
-    faiss: object                  # faiss inner-product index over C
-    graphs: dict                   # "noisy" / "clean" -> DualGraph
-    V: dict                        # "noisy" / "clean" -> event-sentence embeddings, row = event pos
-    M: np.ndarray                  # mention-description embeddings, row = mention index
-    kg: object                     # the collapsed KG (networkx), from the noisy extraction
+
+    chunks: list  # chunk texts in story order
+    C: np.ndarray  # chunk embeddings
+    bm25: object  # rank_bm25.BM25Okapi over the chunks
+    faiss: object  # faiss inner-product index over C
+    graphs: dict  # "noisy" / "clean" -> DualGraph
+    V: dict  # "noisy" / "clean" -> event-sentence embeddings, row = event pos
+    M: np.ndarray  # mention-description embeddings, row = mention index
+    kg: object  # the collapsed KG (networkx), from the noisy extraction
     persons: set = field(default_factory=set)
+
 
 def mention_description(m: dict) -> str:
     "A mention's context-specific description: its name and its sentence."
     return f"{m['name']}: {m['text']}"
 
+
 def build_story_index(texts: list[str], noise: float, seed: int, embed_fn) -> StoryIndex:
     "Extract, build both graphs and embed, for the chunk `texts` of one story."
     from rank_bm25 import BM25Okapi
+
     ext = extract(texts)
     G = {"clean": build_dual_graph(ext), "noisy": build_dual_graph(ext, noise, seed)}
     C = embed_fn(texts)
     V = {k: embed_fn([g.evt.nodes[v]["text"] for v in sorted(g.evt.nodes)]) for k, g in G.items()}
     M = embed_fn([mention_description(m) for m in ext.mentions])
-    return StoryIndex(list(texts), C, BM25Okapi([tokenize(t) for t in texts]), build_index(C), G, V, M,
-                      build_collapsed_kg(ext, noise, seed), {m["name"] for m in ext.mentions})
+    return StoryIndex(
+        list(texts),
+        C,
+        BM25Okapi([tokenize(t) for t in texts]),
+        build_index(C),
+        G,
+        V,
+        M,
+        build_collapsed_kg(ext, noise, seed),
+        {m["name"] for m in ext.mentions},
+    )
 
 # %% ../../nbs/e2rag/03_retrieval.ipynb #09be0f92
 def _fill(ranked: list, rest: list) -> list:
     "`ranked`, then the chunks of `rest` not yet in it."
-    seen = set(ranked); return list(ranked) + [c for c in rest if c not in seen]
+    seen = set(ranked)
+    return list(ranked) + [c for c in rest if c not in seen]
+
 
 def dense_rank(ix: StoryIndex, q: np.ndarray) -> list[int]:
     "Chunks by cosine similarity to the query embedding `q` (faiss)."
-    _, ids = search(ix.faiss, q[None], len(ix.chunks)); return [int(i) for i in ids[0]]
+    _, ids = search(ix.faiss, q[None], len(ix.chunks))
+    return [int(i) for i in ids[0]]
+
 
 def bm25_rank(ix: StoryIndex, question: str) -> list[int]:
     "Chunks by BM25 score (ties by position)."
-    s = ix.bm25.get_scores(tokenize(question)); return [int(i) for i in np.argsort(-s, kind="stable")]
+    s = ix.bm25.get_scores(tokenize(question))
+    return [int(i) for i in np.argsort(-s, kind="stable")]
+
 
 def names_in(question: str, persons: set) -> list[str]:
     "The story's persons named in the question (linking by extraction)."
     return [w for w in dict.fromkeys(re.findall(r"\b[A-Z][a-z]+\b", question)) if w in persons]
 
+
 def kg_rank(ix: StoryIndex, question: str, q: np.ndarray) -> list[int]:
-    "Collapsed-KG retrieval (LightRAG local mode): chunks of the entities named in the query, by similarity."
+    """Collapsed-KG retrieval (LightRAG local mode): chunks
+    of the entities named in the query, by similarity."""
     names = [n for n in names_in(question, ix.persons) if n in ix.kg]
     cand = {}
     for n in names:
-        for c in ix.kg.nodes[n]["chunks"]: cand[c] = cand.get(c, 0) + 1
-    for a in names:                                   # chunks of relations between the named entities
+        for c in ix.kg.nodes[n]["chunks"]:
+            cand[c] = cand.get(c, 0) + 1
+    for a in names:  # chunks of relations between the named entities
         for b in names:
             if a < b and ix.kg.has_edge(a, b):
-                for c in ix.kg.edges[a, b]["chunks"]: cand[c] = cand.get(c, 0) + 0.5
+                for c in ix.kg.edges[a, b]["chunks"]:
+                    cand[c] = cand.get(c, 0) + 0.5
     sims = ix.C @ q
     ranked = sorted(cand, key=lambda c: -(sims[c] + 0.2 * cand[c]))
     return _fill(ranked, dense_rank(ix, q))
@@ -134,31 +194,55 @@ def kg_rank(ix: StoryIndex, question: str, q: np.ndarray) -> list[int]:
 # %% ../../nbs/e2rag/03_retrieval.ipynb #d16acee9
 W_A, W_C, W_W, W_N = 2.0, 1.5, 1.5, 0.5
 
-def _walk(g: DualGraph, ev: list, q: dict, X: str, t: int | None) -> list[int]:
-    "The events of `ev` (positions) in the order the relation's walk visits them from the anchor time `t`."
-    rel, N = q["rel"], g.evt.nodes
-    if rel in ("born", "trade"): return [v for v in ev if N[v]["kind"] == "intro" and N[v]["X"] == X]
-    if t is None: return []
-    if rel in ("location", "title", "allegiance"): sel, back = [v for v in ev if _sets(N[v], X, rel)], True
-    elif rel == "possession": sel, back = [v for v in ev if _moves(N[v], q["O"])], True
-    elif rel == "next": sel, back = [v for v in ev if N[v]["kind"] != "intro" and actor(N[v]) == X], False
-    elif rel == "prev": sel, back = [v for v in ev if N[v]["kind"] != "intro" and actor(N[v]) == X], True
-    elif rel == "cause": sel, back = [v for v in ev if N[v]["kind"] in DEEDS and N[v]["X"] == X], True
-    else: return []
-    return sorted([v for v in sel if v < t], reverse=True) if back else sorted(v for v in sel if v > t)
 
-def e2rag_scores(ix: StoryIndex, question: str, q: np.ndarray, linking: str, graph: str = "noisy",
-                 link_m: int = 8, tau: float = 2.0) -> tuple[dict, dict]:
-    "E²RAG's scores of the candidate events (position -> score) and of the linked mentions (index -> score) for one query."
+def _walk(g: DualGraph, ev: list, q: dict, X: str, t: int | None) -> list[int]:
+    """The events of `ev` (positions) in the order the
+    relation's walk visits them from the anchor time `t`."""
+    rel, N = q["rel"], g.evt.nodes
+    if rel in ("born", "trade"):
+        return [v for v in ev if N[v]["kind"] == "intro" and N[v]["X"] == X]
+    if t is None:
+        return []
+    if rel in ("location", "title", "allegiance"):
+        sel, back = [v for v in ev if _sets(N[v], X, rel)], True
+    elif rel == "possession":
+        sel, back = [v for v in ev if _moves(N[v], q["O"])], True
+    elif rel == "next":
+        sel, back = [v for v in ev if N[v]["kind"] != "intro" and actor(N[v]) == X], False
+    elif rel == "prev":
+        sel, back = [v for v in ev if N[v]["kind"] != "intro" and actor(N[v]) == X], True
+    elif rel == "cause":
+        sel, back = [v for v in ev if N[v]["kind"] in DEEDS and N[v]["X"] == X], True
+    else:
+        return []
+    return (
+        sorted([v for v in sel if v < t], reverse=True) if back else sorted(v for v in sel if v > t)
+    )
+
+
+def e2rag_scores(
+    ix: StoryIndex,
+    question: str,
+    q: np.ndarray,
+    linking: str,
+    graph: str = "noisy",
+    link_m: int = 8,
+    tau: float = 2.0,
+) -> tuple[dict, dict]:
+    """E²RAG's scores of the candidate events (position -> score)
+    and of the linked mentions (index -> score) for one query."""
     g, V = ix.graphs[graph], ix.V[graph]
-    if not len(V): return {}, {}
+    if not len(V):
+        return {}, {}
     s, sm = V @ q, ix.M @ q
     N = g.evt.nodes
     if linking == "extraction":
         pq = parse_question(question)
-        X = pq.get("X"); names = names_in(question, ix.persons)
+        X = pq.get("X")
+        names = names_in(question, ix.persons)
         A = [v for v in N if matches(N[v], pq["anchor"])]
-        if pq["type"] == "unknown":                   # a free-form question (ChronoQA): anchor = the closest event of the named
+        # a free-form question (ChronoQA): anchor = the closest event of the named
+        if pq["type"] == "unknown":
             pool = sorted({v for n in names for v in g.events_of(n)}) or list(N)
             A = [max(pool, key=lambda v: s[v])]
         linked = [i for i, m in enumerate(g.ext.mentions) if m["name"] in names]
@@ -167,42 +251,76 @@ def e2rag_scores(ix: StoryIndex, question: str, q: np.ndarray, linking: str, gra
         linked = [int(i) for i in np.argsort(-sm)[:link_m]]
         names = list(dict.fromkeys(g.ext.mentions[i]["name"] for i in linked))
         A = [int(np.argmax(s))]
-    else: raise ConfigError(f"unknown linking {linking!r}; use 'extraction' or 'embedding'")
+    else:
+        raise ConfigError(f"unknown linking {linking!r}; use 'extraction' or 'embedding'")
     t = A[0] if A else None
     timeline = sorted({v for n in names for v in g.events_of(n)})
-    if pq.get("rel") == "possession": timeline = sorted(set(timeline) | {v for v in N if _moves(N[v], pq["O"])})
+    if pq.get("rel") == "possession":
+        timeline = sorted(set(timeline) | {v for v in N if _moves(N[v], pq["O"])})
     parents = {u for a in A for u in g.causes_of(a)}
     score = {v: float(s[v]) for v in set(timeline) | set(A) | parents}
-    for v in A: score[v] += W_A
-    for v in parents: score[v] += W_C
+    for v in A:
+        score[v] += W_A
+    for v in parents:
+        score[v] += W_C
     if X or pq.get("rel") == "possession":
-        for j, v in enumerate(_walk(g, timeline, pq, X, t)): score[v] += W_W * math.exp(-j / tau)
+        for j, v in enumerate(_walk(g, timeline, pq, X, t)):
+            score[v] += W_W * math.exp(-j / tau)
     if t is not None:
-        for v in timeline: score[v] += W_N * math.exp(-abs(v - t) / tau)
+        for v in timeline:
+            score[v] += W_N * math.exp(-abs(v - t) / tau)
     return score, {i: float(sm[i]) for i in linked}
 
-def e2rag_rank(ix: StoryIndex, question: str, q: np.ndarray, linking: str, graph: str = "noisy", link_m: int = 8, tau: float = 2.0) -> list[int]:
-    "Chunks by their best event's or linked mention's E²RAG score, then the rest by dense similarity."
+
+def e2rag_rank(
+    ix: StoryIndex,
+    question: str,
+    q: np.ndarray,
+    linking: str,
+    graph: str = "noisy",
+    link_m: int = 8,
+    tau: float = 2.0,
+) -> list[int]:
+    """Chunks by their best event's or linked mention's
+    E²RAG score, then the rest by dense similarity."""
     sc, sm = e2rag_scores(ix, question, q, linking, graph, link_m, tau)
     g = ix.graphs[graph]
     best = {}
-    for c, x in [(g.evt.nodes[v]["chunk"], x) for v, x in sc.items()] + [(g.ext.mentions[i]["chunk"], x) for i, x in sm.items()]:
+    for c, x in [(g.evt.nodes[v]["chunk"], x) for v, x in sc.items()] + [
+        (g.ext.mentions[i]["chunk"], x) for i, x in sm.items()
+    ]:
         best[c] = max(best.get(c, -1e9), x)
     return _fill(sorted(best, key=lambda c: -best[c]), dense_rank(ix, q))
 
 # %% ../../nbs/e2rag/03_retrieval.ipynb #5bd98dec
 CHRONO = {"E2RAG-embedding", "E2RAG-extraction", "E2RAG-extraction-clean", "Dense+chrono"}
 
-def retrieve(system: str, ix: StoryIndex, question: str, q: np.ndarray, k: int, cfg: E2RAGConfig | None = None) -> tuple[list, list]:
-    "(ranking of all chunks, the `k` chunks handed to the reader in order) of `system` for one query."
+
+def retrieve(
+    system: str,
+    ix: StoryIndex,
+    question: str,
+    q: np.ndarray,
+    k: int,
+    cfg: E2RAGConfig | None = None,
+) -> tuple[list, list]:
+    """(ranking of all chunks, the `k` chunks handed to
+    the reader in order) of `system` for one query."""
     link_m, tau = (cfg.link_m, cfg.tau) if cfg else (8, 2.0)
-    if system == "BM25": r = bm25_rank(ix, question)
-    elif system in ("Dense", "Dense+chrono"): r = dense_rank(ix, q)
-    elif system == "KG-collapsed": r = kg_rank(ix, question, q)
-    elif system == "E2RAG-embedding": r = e2rag_rank(ix, question, q, "embedding", "noisy", link_m, tau)
-    elif system in ("E2RAG-extraction", "E2RAG-extraction-unordered"): r = e2rag_rank(ix, question, q, "extraction", "noisy", link_m, tau)
-    elif system == "E2RAG-extraction-clean": r = e2rag_rank(ix, question, q, "extraction", "clean", link_m, tau)
-    else: raise ConfigError(f"unknown system {system!r}")
+    if system == "BM25":
+        r = bm25_rank(ix, question)
+    elif system in ("Dense", "Dense+chrono"):
+        r = dense_rank(ix, q)
+    elif system == "KG-collapsed":
+        r = kg_rank(ix, question, q)
+    elif system == "E2RAG-embedding":
+        r = e2rag_rank(ix, question, q, "embedding", "noisy", link_m, tau)
+    elif system in ("E2RAG-extraction", "E2RAG-extraction-unordered"):
+        r = e2rag_rank(ix, question, q, "extraction", "noisy", link_m, tau)
+    elif system == "E2RAG-extraction-clean":
+        r = e2rag_rank(ix, question, q, "extraction", "clean", link_m, tau)
+    else:
+        raise ConfigError(f"unknown system {system!r}")
     top = r[:k]
     return r, (sorted(top) if system in CHRONO else top)
 
@@ -210,19 +328,35 @@ def retrieve(system: str, ix: StoryIndex, question: str, q: np.ndarray, k: int, 
 def recall_at(ranked: list, gold, k: int) -> float:
     "Share of the `gold` chunk ids among the first `k` of `ranked`."
     gold = set(int(g) for g in gold)
-    if not gold: raise ValueError("a question without gold evidence")
+    if not gold:
+        raise ValueError("a question without gold evidence")
     return len(gold & set(ranked[:k])) / len(gold)
 
 # %% ../../nbs/e2rag/03_retrieval.ipynb #1dfd084f
-def evaluate_story(ix: StoryIndex, questions, Q: np.ndarray, systems, cfg: E2RAGConfig) -> list[dict]:
-    "Rows (qid, system, answer, correct, recall@k..., handed) for each question of one story and each system."
+def evaluate_story(
+    ix: StoryIndex, questions, Q: np.ndarray, systems, cfg: E2RAGConfig
+) -> list[dict]:
+    """Rows (qid, system, answer, correct, recall@k...,
+    handed) for each question of one story and each system."""
     rows = []
     for (_, qr), q in zip(questions.iterrows(), Q):
         for sysname in systems:
             ranked, handed = retrieve(sysname, ix, qr["question"], q, cfg.k_read, cfg)
             ans = read(qr["question"], [ix.chunks[c] for c in handed])
-            rows.append(dict(qid=qr["qid"], story_id=int(qr["story_id"]), system=sysname, facet=qr["facet"], subtype=qr["subtype"],
-                             n_changes=int(qr["n_changes"]), volatility=int(qr["volatility"]), answer=ans, gold=qr["answer"],
-                             correct=bool(ans == qr["answer"]), handed=[int(c) for c in handed],
-                             **{f"recall@{k}": recall_at(ranked, qr["evidence"], k) for k in cfg.ks}))
+            rows.append(
+                dict(
+                    qid=qr["qid"],
+                    story_id=int(qr["story_id"]),
+                    system=sysname,
+                    facet=qr["facet"],
+                    subtype=qr["subtype"],
+                    n_changes=int(qr["n_changes"]),
+                    volatility=int(qr["volatility"]),
+                    answer=ans,
+                    gold=qr["answer"],
+                    correct=bool(ans == qr["answer"]),
+                    handed=[int(c) for c in handed],
+                    **{f"recall@{k}": recall_at(ranked, qr["evidence"], k) for k in cfg.ks},
+                )
+            )
     return rows

@@ -6,7 +6,8 @@ Docs: https://compendium-dev.github.io/compendium/neural_adb/neural_adb.html.md"
 
 # %% ../../nbs/neural_adb/02_neural_adb.ipynb #a2adce8d
 from __future__ import annotations
-import math, time
+import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -25,88 +26,130 @@ __all__ = ['PARAMS', 'METHODS', 'init_params', 'hidden', 'reward_model', 'n_para
 # %% ../../nbs/neural_adb/02_neural_adb.ipynb #83197ffe
 PARAMS = ("W1", "b1", "W2", "b2", "w3", "b3")
 
+
 def init_params(seeds, d: int, m: int, device="cpu") -> dict:
-    "theta_0 for one network per seed (He initialisation, zero biases); environment i's weights depend only on seeds[i]."
+    """theta_0 for one network per seed (He initialisation, zero
+    biases); environment i's weights depend only on seeds[i]."""
     W1, W2, w3 = [], [], []
     for s in seeds:
         g = torch.Generator().manual_seed(int(s) * 7919 + 17)
-        W1.append(torch.randn(d, m, generator=g) * math.sqrt(2 / d)); W2.append(torch.randn(m, m, generator=g) * math.sqrt(2 / m))
+        W1.append(torch.randn(d, m, generator=g) * math.sqrt(2 / d))
+        W2.append(torch.randn(m, m, generator=g) * math.sqrt(2 / m))
         w3.append(torch.randn(m, generator=g) * math.sqrt(1 / m))
     B = len(seeds)
-    p = dict(W1=torch.stack(W1), b1=torch.zeros(B, m), W2=torch.stack(W2), b2=torch.zeros(B, m), w3=torch.stack(w3), b3=torch.zeros(B))
+    p = dict(
+        W1=torch.stack(W1),
+        b1=torch.zeros(B, m),
+        W2=torch.stack(W2),
+        b2=torch.zeros(B, m),
+        w3=torch.stack(w3),
+        b3=torch.zeros(B),
+    )
     return {k: v.to(device) for k, v in p.items()}
+
 
 def hidden(p: dict, X: torch.Tensor) -> torch.Tensor:
     "The last hidden layer, X (B, N, d) -> (B, N, m)."
     z = torch.relu(torch.baddbmm(p["b1"][:, None], X, p["W1"]))
     return torch.relu(torch.baddbmm(p["b2"][:, None], z, p["W2"]))
 
+
 def reward_model(p: dict, X: torch.Tensor) -> torch.Tensor:
     "h(x; theta) for every environment and arm: X (B, N, d) -> (B, N)."
     return torch.einsum("bnm,bm->bn", hidden(p, X), p["w3"]) + p["b3"][:, None]
+
 
 def _h_one(p: dict, x: torch.Tensor) -> torch.Tensor:
     "h for one environment and one arm (the function torch.func differentiates)."
     z = torch.relu(torch.relu(x @ p["W1"] + p["b1"]) @ p["W2"] + p["b2"])
     return z @ p["w3"] + p["b3"]
 
+
 _per_arm_grad = vmap(vmap(grad(_h_one), in_dims=(None, 0)), in_dims=(0, 0))
+
 
 def n_params(d: int, m: int) -> int:
     "The number of network parameters p."
     return d * m + m + m * m + m + m + 1
 
+
 def grad_features(p: dict, X: torch.Tensor, last: bool = False, chunk: int = 4096) -> torch.Tensor:
-    "phi(x) = grad_theta h(x; theta) / sqrt(m) per arm, X (B, N, d) -> (B, N, p); `last`: last layer only (B, N, m + 1)."
+    """phi(x) = grad_theta h(x; theta) / sqrt(m) per arm, X (B,
+    N, d) -> (B, N, p); `last`: last layer only (B, N, m + 1)."""
     m = p["W1"].shape[-1]
     if last:
-        z = hidden(p, X); return torch.cat([z, torch.ones_like(z[..., :1])], -1) / math.sqrt(m)
+        z = hidden(p, X)
+        return torch.cat([z, torch.ones_like(z[..., :1])], -1) / math.sqrt(m)
     out = []
     for i in range(0, X.shape[1], chunk):
-        g = _per_arm_grad(p, X[:, i:i + chunk])
+        g = _per_arm_grad(p, X[:, i : i + chunk])
         out.append(torch.cat([g[k].reshape(*g[k].shape[:2], -1) for k in PARAMS], -1))
     return torch.cat(out, 1) / math.sqrt(m)
 
 # %% ../../nbs/neural_adb/02_neural_adb.ipynb #84ca9893
 def projection(seeds, p: int, r: int, device="cpu") -> torch.Tensor:
     "One fixed Gaussian projection (p, r) with N(0, 1/r) entries per seed: (B, p, r)."
-    return torch.stack([torch.randn(p, r, generator=torch.Generator().manual_seed(int(s) * 7919 + 29)) / math.sqrt(r)
-                        for s in seeds]).to(device)
+    return torch.stack(
+        [
+            torch.randn(p, r, generator=torch.Generator().manual_seed(int(s) * 7919 + 29))
+            / math.sqrt(r)
+            for s in seeds
+        ]
+    ).to(device)
 
-def features(p: dict, p0: dict, X: torch.Tensor, kind: str, P: torch.Tensor | None = None) -> torch.Tensor:
-    "The uncertainty features of every arm for `kind` in init | current | last | proj: X (B, N, d) -> (B, N, r)."
-    if kind == "init": return grad_features(p0, X)
-    if kind == "current": return grad_features(p, X)
-    if kind == "last": return grad_features(p, X, last=True)
-    if kind == "proj": return torch.bmm(grad_features(p, X), P)
+
+def features(
+    p: dict, p0: dict, X: torch.Tensor, kind: str, P: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The uncertainty features of every arm for `kind` in
+    init | current | last | proj: X (B, N, d) -> (B, N, r)."""
+    if kind == "init":
+        return grad_features(p0, X)
+    if kind == "current":
+        return grad_features(p, X)
+    if kind == "last":
+        return grad_features(p, X, last=True)
+    if kind == "proj":
+        return torch.bmm(grad_features(p, X), P)
     raise ConfigError(f"unknown features {kind!r}; choose init, current, last or proj")
 
 # %% ../../nbs/neural_adb/02_neural_adb.ipynb #2a8ef43d
 def v_inverse(U: torch.Tensor, lam: float, exact: bool) -> torch.Tensor:
-    "A = V^-1 from the query differences U (B, n, r): (B, r, r) exact, or the inverse diagonal (B, r)."
-    if not exact: return 1 / (lam + (U.double() ** 2).sum(1))
-    U = U.double(); r = U.shape[-1]
+    """A = V^-1 from the query differences U (B, n, r):
+    (B, r, r) exact, or the inverse diagonal (B, r)."""
+    if not exact:
+        return 1 / (lam + (U.double() ** 2).sum(1))
+    U = U.double()
+    r = U.shape[-1]
     V = lam * torch.eye(r, dtype=U.dtype, device=U.device) + U.transpose(1, 2) @ U
     return torch.cholesky_inverse(torch.linalg.cholesky(V))
+
 
 def block_gram(Phi: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
     "Q_c = Phi_c A Phi_c^T for every context: Phi (B, C, K, r) -> (B, C, K, K)."
     Phi = Phi.double()
-    if A.dim() == 2: return torch.einsum("bckr,bclr->bckl", Phi * A[:, None, None], Phi)
+    if A.dim() == 2:
+        return torch.einsum("bckr,bclr->bckl", Phi * A[:, None, None], Phi)
     return torch.einsum("bckr,bclr->bckl", torch.einsum("bckr,brs->bcks", Phi, A), Phi)
 
-def rank_one(A: torch.Tensor, u: torch.Tensor, Phi: torch.Tensor | None = None, Q: torch.Tensor | None = None):
-    "Add u u^T to V: the new A (and Q); diagonal A gets u^2 added to its diagonal (Q is then recomputed)."
+
+def rank_one(
+    A: torch.Tensor, u: torch.Tensor, Phi: torch.Tensor | None = None, Q: torch.Tensor | None = None
+):
+    """Add u u^T to V: the new A (and Q); diagonal A gets
+    u^2 added to its diagonal (Q is then recomputed)."""
     u = u.double()
     if A.dim() == 2:
-        A = 1 / (1 / A + u ** 2)
+        A = 1 / (1 / A + u**2)
         return A, (block_gram(Phi, A) if Q is not None else None)
-    Au = torch.einsum("brs,bs->br", A, u); den = 1 + (u * Au).sum(-1)
+    Au = torch.einsum("brs,bs->br", A, u)
+    den = 1 + (u * Au).sum(-1)
     A = A - Au[:, :, None] * Au[:, None, :] / den[:, None, None]
     if Q is not None:
         w = torch.einsum("bckr,br->bck", Phi.double(), Au)
         Q = Q - w[..., :, None] * w[..., None, :] / den[:, None, None, None]
     return A, Q
+
 
 def pair_sigma2(Q: torch.Tensor) -> torch.Tensor:
     "sigma^2 of every arm pair of every context from the block Grams: (B, C, K, K)."
@@ -114,42 +157,63 @@ def pair_sigma2(Q: torch.Tensor) -> torch.Tensor:
     return (dg[..., :, None] + dg[..., None, :] - 2 * Q).clamp_min(0)
 
 # %% ../../nbs/neural_adb/02_neural_adb.ipynb #25652d77
-def second_arm_scores(H: torch.Tensor, s2_row: torch.Tensor, a1: torch.Tensor, nu: float, arms: str, z=None) -> torch.Tensor:
-    "Scores of every candidate second arm, H and s2_row (..., K) (sigma^2 against a1); a1 itself gets -inf."
+def second_arm_scores(
+    H: torch.Tensor, s2_row: torch.Tensor, a1: torch.Tensor, nu: float, arms: str, z=None
+) -> torch.Tensor:
+    """Scores of every candidate second arm, H and s2_row
+    (..., K) (sigma^2 against a1); a1 itself gets -inf."""
     sig = s2_row.clamp_min(0).sqrt().to(H.dtype)
     gap = H - H.gather(-1, a1[..., None])
     s = gap + nu * sig * (z if arms == "ts" else 1.0)
     return s.scatter(-1, a1[..., None], float("-inf"))
 
-def select_context(H: torch.Tensor, S2: torch.Tensor, nu: float, rule: str, arms: str = "ucb", z=None) -> torch.Tensor:
+
+def select_context(
+    H: torch.Tensor, S2: torch.Tensor, nu: float, rule: str, arms: str = "ucb", z=None
+) -> torch.Tensor:
     "c_t per environment from the scores H (B, C, K) and the pair sigma^2 S2 (B, C, K, K)."
     B, C, K = H.shape
-    if rule == "maxpair": return S2.reshape(B, C, -1).amax(-1).argmax(-1)
-    if rule != "optimistic": raise ConfigError(f"unknown context rule {rule!r}; choose optimistic or maxpair")
+    if rule == "maxpair":
+        return S2.reshape(B, C, -1).amax(-1).argmax(-1)
+    if rule != "optimistic":
+        raise ConfigError(f"unknown context rule {rule!r}; choose optimistic or maxpair")
     a1 = H.argmax(-1)
     row = S2.gather(2, a1[..., None, None].expand(B, C, 1, K))[:, :, 0]
     return second_arm_scores(H, row, a1, nu, arms, z).amax(-1).argmax(-1)
 
 # %% ../../nbs/neural_adb/02_neural_adb.ipynb #4f020b5d
-def btl_loss(p: dict, p0: dict, X1: torch.Tensor, X2: torch.Tensor, y: torch.Tensor, lam: float) -> torch.Tensor:
-    "L_t(theta) per environment: mean BTL negative log-likelihood plus m lambda / (2t) ||theta - theta_0||^2, shape (B,)."
+def btl_loss(
+    p: dict, p0: dict, X1: torch.Tensor, X2: torch.Tensor, y: torch.Tensor, lam: float
+) -> torch.Tensor:
+    """L_t(theta) per environment: mean BTL negative log-likelihood
+    plus m lambda / (2t) ||theta - theta_0||^2, shape (B,)."""
     n, m = X1.shape[1], p["W1"].shape[-1]
-    nll = torch.nn.functional.binary_cross_entropy_with_logits(reward_model(p, X1) - reward_model(p, X2), y, reduction="none").mean(1)
+    nll = torch.nn.functional.binary_cross_entropy_with_logits(
+        reward_model(p, X1) - reward_model(p, X2), y, reduction="none"
+    ).mean(1)
     reg = sum(((p[k] - p0[k]) ** 2).reshape(p[k].shape[0], -1).sum(1) for k in PARAMS)
     return nll + m * lam / (2 * n) * reg
 
+
 def train(p: dict, p0: dict, X1, X2, y, lam: float, steps: int, lr: float) -> dict:
-    "`steps` full-batch Adam steps on every environment's L_t, warm-started at `p`; returns the new parameters."
+    """`steps` full-batch Adam steps on every environment's
+    L_t, warm-started at `p`; returns the new parameters."""
     q = {k: v.detach().clone().requires_grad_(True) for k, v in p.items()}
     opt = torch.optim.Adam(list(q.values()), lr=lr)
     for _ in range(steps):
-        opt.zero_grad(); btl_loss(q, p0, X1, X2, y, lam).sum().backward(); opt.step()
+        opt.zero_grad()
+        btl_loss(q, p0, X1, X2, y, lam).sum().backward()
+        opt.step()
     return {k: v.detach() for k, v in q.items()}
 
 # %% ../../nbs/neural_adb/02_neural_adb.ipynb #254caed6
-def logistic_ridge(Z: torch.Tensor, y: torch.Tensor, lam: float, w: torch.Tensor | None = None, iters: int = 15) -> torch.Tensor:
-    "The ridge-penalised logistic MLE w (B, d) from differences Z (B, n, d) and outcomes y (B, n), by Newton's method."
-    Z, y = Z.double(), y.double(); B, n, d = Z.shape
+def logistic_ridge(
+    Z: torch.Tensor, y: torch.Tensor, lam: float, w: torch.Tensor | None = None, iters: int = 15
+) -> torch.Tensor:
+    """The ridge-penalised logistic MLE w (B, d) from differences
+    Z (B, n, d) and outcomes y (B, n), by Newton's method."""
+    Z, y = Z.double(), y.double()
+    B, n, d = Z.shape
     w = torch.zeros(B, d, dtype=Z.dtype, device=Z.device) if w is None else w.double()
     I = torch.eye(d, dtype=Z.dtype, device=Z.device)
     for _ in range(iters):
@@ -161,7 +225,8 @@ def logistic_ridge(Z: torch.Tensor, y: torch.Tensor, lam: float, w: torch.Tensor
 
 # %% ../../nbs/neural_adb/02_neural_adb.ipynb #1c11f394
 def policy_metrics(H: torch.Tensor, F: torch.Tensor) -> dict:
-    "Worst and average sub-optimality gap and the MAE up to a shift of the greedy policy of scores H (B, C, K) for rewards F."
+    """Worst and average sub-optimality gap and the MAE up to a shift
+    of the greedy policy of scores H (B, C, K) for rewards F."""
     H, F = H.to(F.dtype), F
     gap = F.amax(-1) - F.gather(-1, H.argmax(-1, keepdim=True))[..., 0]
     mae = ((H - H.mean(-1, keepdim=True)) - (F - F.mean(-1, keepdim=True))).abs().mean((1, 2))
@@ -169,73 +234,116 @@ def policy_metrics(H: torch.Tensor, F: torch.Tensor) -> dict:
 
 # %% ../../nbs/neural_adb/02_neural_adb.ipynb #c50a0e3b
 METHODS = {  # name: (model, context, arms)
-    "Neural-ADB-UCB": ("neural", "active", "ucb"), "Neural-ADB-TS": ("neural", "active", "ts"),
-    "Neural-RandCtx": ("neural", "random", "ucb"), "Random": ("neural", "random", "random"),
+    "Neural-ADB-UCB": ("neural", "active", "ucb"),
+    "Neural-ADB-TS": ("neural", "active", "ts"),
+    "Neural-RandCtx": ("neural", "random", "ucb"),
+    "Random": ("neural", "random", "random"),
     "APO-linear": ("linear", "apo", "apo"),
 }
+
 
 @dataclass
 class SimResult:
     "What one method did in B environments: curves at the query counts `t`."
+
     method: str
     reward: str
-    t: np.ndarray                      # (E,) query counts of the evaluations
-    worst_gap: np.ndarray              # (B, E)
-    avg_gap: np.ndarray                # (B, E)
-    mae: np.ndarray                    # (B, E)
-    pair_regret: np.ndarray            # (B, E) running mean regret of the queried pairs
-    contexts: np.ndarray               # (B, E) distinct contexts queried so far
-    seed: np.ndarray                   # (B,)
+    t: np.ndarray  # (E,) query counts of the evaluations
+    worst_gap: np.ndarray  # (B, E)
+    avg_gap: np.ndarray  # (B, E)
+    mae: np.ndarray  # (B, E)
+    pair_regret: np.ndarray  # (B, E) running mean regret of the queried pairs
+    contexts: np.ndarray  # (B, E) distinct contexts queried so far
+    seed: np.ndarray  # (B,)
     wall_s: float = 0.0
     config: dict = field(default_factory=dict)
 
+
 def _draws(seeds, t: int, C: int, K: int):
-    "The random numbers of query t per environment: BTL uniform, random context, random pair, TS normals (C, K)."
+    """The random numbers of query t per environment: BTL
+    uniform, random context, random pair, TS normals (C, K)."""
     u, c, pr, z = [], [], [], []
     for s in seeds:
         r = np.random.default_rng([int(s), 3, t])
-        u.append(r.uniform()); c.append(r.integers(C)); pr.append(r.choice(K, 2, replace=False)); z.append(r.normal(size=(C, K)))
+        u.append(r.uniform())
+        c.append(r.integers(C))
+        pr.append(r.choice(K, 2, replace=False))
+        z.append(r.normal(size=(C, K)))
     return np.array(u), np.array(c), np.stack(pr), np.stack(z)
 
-def simulate(method: str, cfg: NeuralADBConfig, theta: np.ndarray, X: np.ndarray, reward: str, seeds=None,
-             ckpt: str | Path | None = None, progress: bool = True, stop_after: int | None = None, device=None,
-             F: np.ndarray | None = None) -> SimResult:
-    "Play `method` for cfg.T queries in every environment (theta (B, d), pools X (B, C, K, d)); resume from `ckpt`."
-    if method not in METHODS: raise ConfigError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+
+def simulate(
+    method: str,
+    cfg: NeuralADBConfig,
+    theta: np.ndarray,
+    X: np.ndarray,
+    reward: str,
+    seeds=None,
+    ckpt: str | Path | None = None,
+    progress: bool = True,
+    stop_after: int | None = None,
+    device=None,
+    F: np.ndarray | None = None,
+) -> SimResult:
+    """Play `method` for cfg.T queries in every environment
+    (theta (B, d), pools X (B, C, K, d)); resume from `ckpt`."""
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     model, ctx, arms = METHODS[method]
     t_start = time.time()
     dev = torch.device(device or "cpu")
     B, C, K, d = X.shape
     seeds = np.arange(cfg.seed, cfg.seed + B) if seeds is None else np.asarray(seeds)
-    F = torch.tensor(latent_reward(X, theta, reward, cfg) if F is None else F, dtype=torch.float64, device=dev)  # (B, C, K)
+    # (B, C, K)
+    F = torch.tensor(
+        latent_reward(X, theta, reward, cfg) if F is None else F, dtype=torch.float64, device=dev
+    )
     Fstar = F.amax(-1)
-    Xt = torch.tensor(X, dtype=torch.float32, device=dev); Xf = Xt.reshape(B, C * K, d)
+    Xt = torch.tensor(X, dtype=torch.float32, device=dev)
+    Xf = Xt.reshape(B, C * K, d)
     bi = torch.arange(B, device=dev)
     E = list(cfg.evals)
     exact = cfg.V == "exact"
     needQ = ctx == "active"
-    st = dict(c=torch.zeros(B, cfg.T, dtype=torch.long), a=torch.zeros(B, cfg.T, 2, dtype=torch.long), y=torch.zeros(B, cfg.T),
-              regret=torch.zeros(B, cfg.T, dtype=torch.float64), curves=torch.full((5, B, len(E)), float("nan"), dtype=torch.float64))
+    st = dict(
+        c=torch.zeros(B, cfg.T, dtype=torch.long),
+        a=torch.zeros(B, cfg.T, 2, dtype=torch.long),
+        y=torch.zeros(B, cfg.T),
+        regret=torch.zeros(B, cfg.T, dtype=torch.float64),
+        curves=torch.full((5, B, len(E)), float("nan"), dtype=torch.float64),
+    )
     st = {k: v.to(dev) for k, v in st.items()}
     H = Phi = A = Q = None
     if model == "linear":
         w = torch.zeros(B, d, dtype=torch.float64, device=dev)
-        Phi = Xt.double()                                             # the linear features x, (B, C, K, d)
+        Phi = Xt.double()  # the linear features x, (B, C, K, d)
         A = torch.eye(d, dtype=torch.float64, device=dev).repeat(B, 1, 1) / cfg.lam
         Q = block_gram(Phi, A)
     else:
-        p0 = init_params(seeds, d, cfg.width, dev); p = {k: v.clone() for k, v in p0.items()}
-        Pm = projection(seeds, n_params(d, cfg.width), cfg.proj_dim, dev) if cfg.features == "proj" else None
+        p0 = init_params(seeds, d, cfg.width, dev)
+        p = {k: v.clone() for k, v in p0.items()}
+        Pm = (
+            projection(seeds, n_params(d, cfg.width), cfg.proj_dim, dev)
+            if cfg.features == "proj"
+            else None
+        )
     uses_V = model == "linear" or arms != "random"
 
     def scores():
         "h of every arm of the pool under the current model, (B, C, K)."
-        return torch.einsum("bckd,bd->bck", Xt.double(), w) if model == "linear" else reward_model(p, Xf).reshape(B, C, K)
+        return (
+            torch.einsum("bckd,bd->bck", Xt.double(), w)
+            if model == "linear"
+            else reward_model(p, Xf).reshape(B, C, K)
+        )
 
     def uncertainty(n: int):
         "Phi for the current model, and A, Q recomputed from the first n queries."
         Phi = features(p, p0, Xf, cfg.features, Pm).reshape(B, C, K, -1)
-        U = Phi[bi[:, None], st["c"][:, :n], st["a"][:, :n, 0]] - Phi[bi[:, None], st["c"][:, :n], st["a"][:, :n, 1]]
+        U = (
+            Phi[bi[:, None], st["c"][:, :n], st["a"][:, :n, 0]]
+            - Phi[bi[:, None], st["c"][:, :n], st["a"][:, :n, 1]]
+        )
         A = v_inverse(U, cfg.lam, exact)
         return Phi, A, (block_gram(Phi, A) if needQ else None)
 
@@ -243,23 +351,38 @@ def simulate(method: str, cfg: NeuralADBConfig, theta: np.ndarray, X: np.ndarray
     t0 = 0
     if (got := ck.load()) is not None:
         arr, meta = got
-        if meta.get("method") != method or meta.get("reward") != reward or tuple(arr["c"].shape) != (B, cfg.T):
+        if (
+            meta.get("method") != method
+            or meta.get("reward") != reward
+            or tuple(arr["c"].shape) != (B, cfg.T)
+        ):
             raise ConfigError(f"checkpoint {ckpt} is for another run; delete it")
         t0 = meta["step"]
-        for k in st: st[k] = arr[k].to(dev)
-        if model == "linear": w = arr["w"].to(dev)
-        else: p = {k: arr[f"p_{k}"].to(dev) for k in PARAMS}
+        for k in st:
+            st[k] = arr[k].to(dev)
+        if model == "linear":
+            w = arr["w"].to(dev)
+        else:
+            p = {k: arr[f"p_{k}"].to(dev) for k in PARAMS}
         if uses_V:
             A, Q = arr["A"].to(dev), (arr["Q"].to(dev) if "Q" in arr else None)
-            if model == "neural": Phi = features(p, p0, Xf, cfg.features, Pm).reshape(B, C, K, -1)
+            if model == "neural":
+                Phi = features(p, p0, Xf, cfg.features, Pm).reshape(B, C, K, -1)
     elif model == "neural" and uses_V:
         Phi, A, Q = uncertainty(0)
     H = scores()
-    bar = tqdm(total=cfg.T, initial=t0, desc=f"{method} [{reward}]", disable=not progress, leave=False, mininterval=2)
+    bar = tqdm(
+        total=cfg.T,
+        initial=t0,
+        desc=f"{method} [{reward}]",
+        disable=not progress,
+        leave=False,
+        mininterval=2,
+    )
     for t in range(t0, cfg.T):
         u, rc, rpair, z = _draws(seeds, t, C, K)
         z = torch.tensor(z, dtype=torch.float64, device=dev)
-        if ctx == "apo":                                              # the most uncertain pair of the whole pool
+        if ctx == "apo":  # the most uncertain pair of the whole pool
             flat = pair_sigma2(Q).reshape(B, -1).argmax(-1)
             c, a1, a2 = flat // (K * K), (flat // K) % K, flat % K
         else:
@@ -268,14 +391,22 @@ def simulate(method: str, cfg: NeuralADBConfig, theta: np.ndarray, X: np.ndarray
             else:
                 c = torch.tensor(rc, device=dev)
             if arms == "random":
-                a1, a2 = torch.tensor(rpair[:, 0], device=dev), torch.tensor(rpair[:, 1], device=dev)
+                a1, a2 = (
+                    torch.tensor(rpair[:, 0], device=dev),
+                    torch.tensor(rpair[:, 1], device=dev),
+                )
             else:
-                Hc = H[bi, c].double(); a1 = Hc.argmax(-1)
+                Hc = H[bi, c].double()
+                a1 = Hc.argmax(-1)
                 if needQ:
-                    s2 = pair_sigma2(Q[bi, c])[bi, a1]                 # (B, K): sigma^2 against a1
+                    s2 = pair_sigma2(Q[bi, c])[bi, a1]  # (B, K): sigma^2 against a1
                 else:
                     Dv = (Phi[bi, c] - Phi[bi, c, a1][:, None]).double()
-                    s2 = torch.einsum("bkr,brs,bks->bk", Dv, A, Dv) if exact else (Dv ** 2 * A[:, None]).sum(-1)
+                    s2 = (
+                        torch.einsum("bkr,brs,bks->bk", Dv, A, Dv)
+                        if exact
+                        else (Dv**2 * A[:, None]).sum(-1)
+                    )
                 a2 = second_arm_scores(Hc, s2, a1, cfg.nu, arms, z[bi, c]).argmax(-1)
         f1, f2 = F[bi, c, a1], F[bi, c, a2]
         y = (torch.tensor(u, device=dev) < torch.sigmoid(f1 - f2)).float()
@@ -285,26 +416,65 @@ def simulate(method: str, cfg: NeuralADBConfig, theta: np.ndarray, X: np.ndarray
             A, Q = rank_one(A, Phi[bi, c, a1] - Phi[bi, c, a2], Phi if Q is not None else None, Q)
         n = t + 1
         if n % cfg.retrain_every == 0:
-            X1, X2 = Xt[bi[:, None], st["c"][:, :n], st["a"][:, :n, 0]], Xt[bi[:, None], st["c"][:, :n], st["a"][:, :n, 1]]
-            if model == "linear": w = logistic_ridge(X1 - X2, st["y"][:, :n], cfg.lam, w)
+            X1, X2 = (
+                Xt[bi[:, None], st["c"][:, :n], st["a"][:, :n, 0]],
+                Xt[bi[:, None], st["c"][:, :n], st["a"][:, :n, 1]],
+            )
+            if model == "linear":
+                w = logistic_ridge(X1 - X2, st["y"][:, :n], cfg.lam, w)
             else:
                 p = train(p, p0, X1, X2, st["y"][:, :n], cfg.lam, cfg.steps, cfg.lr)
-                if uses_V and cfg.features != "init": Phi, A, Q = uncertainty(n)      # the features moved with the weights
+                # the features moved with the weights
+                if uses_V and cfg.features != "init":
+                    Phi, A, Q = uncertainty(n)
             H = scores()
             if n in E:
-                j = E.index(n); mt = policy_metrics(H, F)
-                st["curves"][:, :, j] = torch.stack([mt["worst_gap"], mt["avg_gap"], mt["mae"], st["regret"][:, :n].mean(1),
-                                                     torch.tensor([len(set(st["c"][b, :n].tolist())) for b in range(B)], device=dev, dtype=torch.float64)])
+                j = E.index(n)
+                mt = policy_metrics(H, F)
+                st["curves"][:, :, j] = torch.stack(
+                    [
+                        mt["worst_gap"],
+                        mt["avg_gap"],
+                        mt["mae"],
+                        st["regret"][:, :n].mean(1),
+                        torch.tensor(
+                            [len(set(st["c"][b, :n].tolist())) for b in range(B)],
+                            device=dev,
+                            dtype=torch.float64,
+                        ),
+                    ]
+                )
+
             def state():
                 arr = {k: v.cpu() for k, v in st.items()}
-                if A is not None: arr["A"] = A.cpu()
-                if Q is not None: arr["Q"] = Q.cpu()
-                if model == "linear": arr["w"] = w.cpu()
-                else: arr.update({f"p_{k}": p[k].cpu() for k in PARAMS})
+                if A is not None:
+                    arr["A"] = A.cpu()
+                if Q is not None:
+                    arr["Q"] = Q.cpu()
+                if model == "linear":
+                    arr["w"] = w.cpu()
+                else:
+                    arr.update({f"p_{k}": p[k].cpu() for k in PARAMS})
                 return arr, {"method": method, "reward": reward}
+
             ck.maybe_save(n, state, force=n == stop_after)
-            if stop_after and n >= stop_after: bar.close(); raise KeyboardInterrupt(f"stopped after {n} queries")
+            if stop_after and n >= stop_after:
+                bar.close()
+                raise KeyboardInterrupt(f"stopped after {n} queries")
         bar.update(1)
-    bar.close(); ck.clear()
+    bar.close()
+    ck.clear()
     cv = st["curves"].cpu().numpy()
-    return SimResult(method, reward, np.array(E), cv[0], cv[1], cv[2], cv[3], cv[4], seeds, time.time() - t_start, cfg.to_dict())
+    return SimResult(
+        method,
+        reward,
+        np.array(E),
+        cv[0],
+        cv[1],
+        cv[2],
+        cv[3],
+        cv[4],
+        seeds,
+        time.time() - t_start,
+        cfg.to_dict(),
+    )

@@ -20,75 +20,148 @@ __all__ = ['REWARDS', 'NeuralADBConfig', 'make_instances', 'latent_reward', 'btl
 @dataclass(frozen=True)
 class NeuralADBConfig(ScaledConfig):
     "The Neural-ADB chain's configuration (defaults = `default` scale)."
+
     # ---- the environment
-    d: int = 5                       # arm feature dimension
-    K: int = 10                      # arms per context
-    C: int = 100                     # contexts in the pool
+    d: int = 5  # arm feature dimension
+    K: int = 10  # arms per context
+    C: int = 100  # contexts in the pool
     rewards: tuple[str, ...] = ("square", "sine")
-    square_scale: float = 10.0       # f = square_scale * (theta.x)^2
-    sine_scale: float = 2.0          # f = sine_scale * sin(sine_freq * theta.x)
+    square_scale: float = 10.0  # f = square_scale * (theta.x)^2
+    sine_scale: float = 2.0  # f = sine_scale * sin(sine_freq * theta.x)
     sine_freq: float = 3.0
-    seeds: int = 5                   # independent instances (seed, seed+1, ...), run side by side
-    T: int = 1000                    # queries per run (shorter budgets are read off the same runs)
-    evals: tuple[int, ...] = (20, 50, 100, 200, 500, 1000)  # query counts at which the policy is evaluated
+    seeds: int = 5  # independent instances (seed, seed+1, ...), run side by side
+    T: int = 1000  # queries per run (shorter budgets are read off the same runs)
+    # query counts at which the policy is evaluated
+    evals: tuple[int, ...] = (20, 50, 100, 200, 500, 1000)
     # ---- the network and its training
-    width: int = 32                  # m: hidden units of each of the two hidden layers
-    lr: float = 0.01                 # Adam step size
-    steps: int = 50                  # full-batch Adam steps per retraining (warm-started)
-    retrain_every: int = 10          # queries between retrainings
+    width: int = 32  # m: hidden units of each of the two hidden layers
+    lr: float = 0.01  # Adam step size
+    steps: int = 50  # full-batch Adam steps per retraining (warm-started)
+    retrain_every: int = 10  # queries between retrainings
     # ---- the uncertainty and the exploration
-    lam: float = 0.3                 # lambda: V_0 = lambda I, and the ridge (m lambda / 2)||theta - theta_0||^2
-    nu: float = 10.0                 # nu: exploration weight of the UCB / TS second arm and of context selection
-    features: str = "proj"           # init | current | last | proj: which gradient features carry the uncertainty
-    V: str = "exact"                 # exact | diag: the matrix V (or its diagonal, as in the authors' related code)
-    proj_dim: int = 64               # r: random projection size of the "proj" features
-    ctx_rule: str = "optimistic"     # optimistic | maxpair: how a context is scored (see 02_neural_adb)
-    methods: tuple[str, ...] = ("Neural-ADB-UCB", "Neural-ADB-TS", "Neural-RandCtx", "Random", "APO-linear")
+    lam: float = 0.3  # lambda: V_0 = lambda I, and the ridge (m lambda / 2)||theta - theta_0||^2
+    nu: float = 10.0  # nu: exploration weight of the UCB / TS second arm and of context selection
+    # init | current | last | proj: which gradient features carry the uncertainty
+    features: str = "proj"
+    # exact | diag: the matrix V (or its diagonal, as in the authors' related code)
+    V: str = "exact"
+    proj_dim: int = 64  # r: random projection size of the "proj" features
+    # optimistic | maxpair: how a context is scored (see 02_neural_adb)
+    ctx_rule: str = "optimistic"
+    methods: tuple[str, ...] = (
+        "Neural-ADB-UCB",
+        "Neural-ADB-TS",
+        "Neural-RandCtx",
+        "Random",
+        "APO-linear",
+    )
     # ---- sweeps (figure 3) and the ablation of the uncertainty
     sweep_d: tuple[int, ...] = (5, 10, 20)
     sweep_K: tuple[int, ...] = (5, 10, 20)
     sweep_methods: tuple[str, ...] = ("Neural-ADB-UCB", "Random", "APO-linear")
     sweep_seeds: int = 3
-    ablation: tuple[str, ...] = ("paper-literal", "init-diag", "current-diag", "proj-diag", "last-diag", "init-exact",
-                                 "last-exact", "maxpair-proj", "lam0.1", "lam1", "lam3", "nu1", "nu3", "nu30")
-    ckpt_every: int = 100            # queries between checkpoints of a running experiment
+    ablation: tuple[str, ...] = (
+        "paper-literal",
+        "init-diag",
+        "current-diag",
+        "proj-diag",
+        "last-diag",
+        "init-exact",
+        "last-exact",
+        "maxpair-proj",
+        "lam0.1",
+        "lam1",
+        "lam3",
+        "nu1",
+        "nu3",
+        "nu30",
+    )
+    ckpt_every: int = 100  # queries between checkpoints of a running experiment
     presets: ClassVar[dict] = {
-        "ci": dict(C=30, T=200, seeds=1, evals=(20, 40, 100, 200), steps=30, retrain_every=20, sweep_d=(5, 10),
-                   sweep_K=(5, 10), sweep_seeds=1, ablation=("paper-literal", "proj-diag"), ckpt_every=100),
-        "paper": dict(C=1000, T=5000, seeds=10, evals=(50, 100, 200, 500, 1000, 2000, 5000), retrain_every=1,
-                      sweep_seeds=10, ckpt_every=500),
+        "ci": dict(
+            C=30,
+            T=200,
+            seeds=1,
+            evals=(20, 40, 100, 200),
+            steps=30,
+            retrain_every=20,
+            sweep_d=(5, 10),
+            sweep_K=(5, 10),
+            sweep_seeds=1,
+            ablation=("paper-literal", "proj-diag"),
+            ckpt_every=100,
+        ),
+        "paper": dict(
+            C=1000,
+            T=5000,
+            seeds=10,
+            evals=(50, 100, 200, 500, 1000, 2000, 5000),
+            retrain_every=1,
+            sweep_seeds=10,
+            ckpt_every=500,
+        ),
     }
 
     def __post_init__(self):
         super().__post_init__()
-        if self.features not in ("init", "current", "last", "proj"): raise ConfigError(f"NeuralADBConfig: features must be init, current, last or proj, got {self.features!r}")
-        if self.V not in ("exact", "diag"): raise ConfigError(f"NeuralADBConfig: V must be exact or diag, got {self.V!r}")
-        if self.ctx_rule not in ("optimistic", "maxpair"): raise ConfigError(f"NeuralADBConfig: ctx_rule must be optimistic or maxpair, got {self.ctx_rule!r}")
-        if any(r not in REWARDS for r in self.rewards): raise ConfigError(f"NeuralADBConfig: rewards must be among {', '.join(REWARDS)}")
-        if self.K < 2: raise ConfigError(f"NeuralADBConfig: K must be >= 2 (a query compares two arms), got {self.K}")
-        if max(self.evals) != self.T or any(e % self.retrain_every for e in self.evals) or self.ckpt_every % self.retrain_every:
-            raise ConfigError(f"NeuralADBConfig: evals {self.evals} must end at T={self.T}, and evals and ckpt_every must be multiples of retrain_every={self.retrain_every}")
+        if self.features not in ("init", "current", "last", "proj"):
+            raise ConfigError(
+                "NeuralADBConfig: features must be init, current, last or proj, got "
+                f"{self.features!r}"
+            )
+        if self.V not in ("exact", "diag"):
+            raise ConfigError(f"NeuralADBConfig: V must be exact or diag, got {self.V!r}")
+        if self.ctx_rule not in ("optimistic", "maxpair"):
+            raise ConfigError(
+                f"NeuralADBConfig: ctx_rule must be optimistic or maxpair, got {self.ctx_rule!r}"
+            )
+        if any(r not in REWARDS for r in self.rewards):
+            raise ConfigError(f"NeuralADBConfig: rewards must be among {', '.join(REWARDS)}")
+        if self.K < 2:
+            raise ConfigError(
+                f"NeuralADBConfig: K must be >= 2 (a query compares two arms), got {self.K}"
+            )
+        if (
+            max(self.evals) != self.T
+            or any(e % self.retrain_every for e in self.evals)
+            or self.ckpt_every % self.retrain_every
+        ):
+            raise ConfigError(
+                f"NeuralADBConfig: evals {self.evals} must end at T={self.T}, and evals "
+                f"and ckpt_every must be multiples of retrain_every={self.retrain_every}"
+            )
+
 
 REWARDS = ("square", "sine")
 
 # %% ../../nbs/neural_adb/01_data.ipynb #59837262
 def make_instances(seed: int, n: int, C: int, K: int, d: int) -> dict:
-    "`theta` (n, d) and the pools `X` (n, C, K, d), all on the unit sphere; row i is seed `seed + i`."
+    """`theta` (n, d) and the pools `X` (n, C, K, d),
+    all on the unit sphere; row i is seed `seed + i`."""
     th = np.stack([np.random.default_rng([seed + i, 0, d]).normal(size=d) for i in range(n)])
-    X = np.stack([np.random.default_rng([seed + i, 1, C, K, d]).normal(size=(C, K, d)) for i in range(n)])
-    return {"theta": th / np.linalg.norm(th, axis=-1, keepdims=True), "X": X / np.linalg.norm(X, axis=-1, keepdims=True)}
+    X = np.stack(
+        [np.random.default_rng([seed + i, 1, C, K, d]).normal(size=(C, K, d)) for i in range(n)]
+    )
+    return {
+        "theta": th / np.linalg.norm(th, axis=-1, keepdims=True),
+        "X": X / np.linalg.norm(X, axis=-1, keepdims=True),
+    }
 
 # %% ../../nbs/neural_adb/01_data.ipynb #291ef24e
 def latent_reward(X: np.ndarray, theta: np.ndarray, kind: str, cfg: NeuralADBConfig) -> np.ndarray:
     "The latent reward f of every arm: X (n, ..., d), theta (n, d) -> (n, ...)."
     z = np.einsum("n...d,nd->n...", X, theta)
-    if kind == "square": return cfg.square_scale * z ** 2
-    if kind == "sine": return cfg.sine_scale * np.sin(cfg.sine_freq * z)
+    if kind == "square":
+        return cfg.square_scale * z**2
+    if kind == "sine":
+        return cfg.sine_scale * np.sin(cfg.sine_freq * z)
     raise ConfigError(f"unknown reward {kind!r}; choose from {', '.join(REWARDS)}")
+
 
 def btl_prob(f1, f2):
     "BTL: the probability that the first arm is preferred, sigma(f1 - f2)."
     return 1 / (1 + np.exp(-(np.asarray(f1) - np.asarray(f2))))
+
 
 def preference(f1, f2, u):
     "The observed preference y = 1[u < sigma(f1 - f2)] for uniforms u (1: the first arm wins)."
@@ -98,29 +171,61 @@ def preference(f1, f2, u):
 def instance_settings(cfg: NeuralADBConfig) -> list[tuple[int, int, int]]:
     "Every (d, K, n_seeds) the chain needs: the main setting and the sweeps over d and K."
     s = {(cfg.d, cfg.K): cfg.seeds}
-    for d in cfg.sweep_d: s[(d, cfg.K)] = max(s.get((d, cfg.K), 0), cfg.sweep_seeds)
-    for K in cfg.sweep_K: s[(cfg.d, K)] = max(s.get((cfg.d, K), 0), cfg.sweep_seeds)
+    for d in cfg.sweep_d:
+        s[(d, cfg.K)] = max(s.get((d, cfg.K), 0), cfg.sweep_seeds)
+    for K in cfg.sweep_K:
+        s[(cfg.d, K)] = max(s.get((cfg.d, K), 0), cfg.sweep_seeds)
     return [(d, K, n) for (d, K), n in s.items()]
+
 
 def save_instances(cfg: NeuralADBConfig, root=None):
     "Save every instance of `cfg` under `data/neural_adb/<scale>/instances`."
     import datasets
+
     rows = []
     for d, K, n in instance_settings(cfg):
         ins = make_instances(cfg.seed, n, cfg.C, K, d)
-        rows += [dict(seed=cfg.seed + i, d=d, K=K, theta=ins["theta"][i].astype(np.float32), X=ins["X"][i].reshape(-1).astype(np.float32))
-                 for i in range(n)]
-    f = paths("neural_adb", cfg, root).data/"instances"
-    datasets.Dataset.from_list(rows).save_to_disk(str(f)); return f
+        rows += [
+            dict(
+                seed=cfg.seed + i,
+                d=d,
+                K=K,
+                theta=ins["theta"][i].astype(np.float32),
+                X=ins["X"][i].reshape(-1).astype(np.float32),
+            )
+            for i in range(n)
+        ]
+    f = paths("neural_adb", cfg, root).data / "instances"
+    datasets.Dataset.from_list(rows).save_to_disk(str(f))
+    return f
 
-def load_instances(cfg: NeuralADBConfig, d: int | None = None, K: int | None = None, n: int | None = None, root=None) -> dict:
-    "The saved instances of `cfg` for (d, K) (default: the main setting): `theta` (n, d), `X` (n, C, K, d)."
+
+def load_instances(
+    cfg: NeuralADBConfig,
+    d: int | None = None,
+    K: int | None = None,
+    n: int | None = None,
+    root=None,
+) -> dict:
+    """The saved instances of `cfg` for (d, K) (default:
+    the main setting): `theta` (n, d), `X` (n, C, K, d)."""
     import datasets
+
     d, K, n = d or cfg.d, K or cfg.K, n or cfg.seeds
-    f = paths("neural_adb", cfg, root, make=False).data/"instances"
-    if not f.exists(): raise MissingArtifact(f"missing Neural-ADB instances {f}; run nbs/neural_adb/01_data.ipynb first")
-    ds = datasets.load_from_disk(str(f)).filter(lambda r: r["d"] == d and r["K"] == K).with_format("numpy")
+    f = paths("neural_adb", cfg, root, make=False).data / "instances"
+    if not f.exists():
+        raise MissingArtifact(
+            f"missing Neural-ADB instances {f}; run nbs/neural_adb/01_data.ipynb first"
+        )
+    ds = (
+        datasets.load_from_disk(str(f))
+        .filter(lambda r: r["d"] == d and r["K"] == K)
+        .with_format("numpy")
+    )
     if len(ds) < n or int(ds["seed"][0]) != cfg.seed:
-        raise MissingArtifact(f"the instances in {f} are for another seed or fewer seeds (d={d}, K={K}); rerun 01_data")
+        raise MissingArtifact(
+            f"the instances in {f} are for another seed or fewer seeds (d={d}, K={K}); "
+            "rerun 01_data"
+        )
     X = np.asarray(ds["X"][:n], dtype=np.float64).reshape(n, cfg.C, K, d)
     return {"theta": np.asarray(ds["theta"][:n], dtype=np.float64), "X": X}

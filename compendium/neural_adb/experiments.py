@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
-from ..core.artifacts import paths, save_table, load_table, save_json
+from ..core.artifacts import paths, save_table, save_json
 from ..core.cache import Cache, cache_log, cache_summary
 from ..core.repro import get_device
 from .data import NeuralADBConfig, load_instances
@@ -21,47 +21,127 @@ __all__ = ['ABLATIONS', 'NOT_IN_KEY', 'to_frame', 'run_cache', 'run_one', 'plan'
 
 # %% ../../nbs/neural_adb/03_experiments.ipynb #2ae4cac9
 ABLATIONS = {  # variant: overrides of the Neural-ADB-UCB configuration
-    "paper-literal": dict(features="init", V="diag", ctx_rule="maxpair"),   # the paper's rule with the authors' diagonal V
-    "init-diag": dict(features="init", V="diag"), "current-diag": dict(features="current", V="diag"),
-    "proj-diag": dict(V="diag"), "last-diag": dict(features="last", V="diag"),
-    "init-exact": dict(features="init"), "current-exact": dict(features="current"), "last-exact": dict(features="last"),
+    # the paper's rule with the authors' diagonal V
+    "paper-literal": dict(features="init", V="diag", ctx_rule="maxpair"),
+    "init-diag": dict(features="init", V="diag"),
+    "current-diag": dict(features="current", V="diag"),
+    "proj-diag": dict(V="diag"),
+    "last-diag": dict(features="last", V="diag"),
+    "init-exact": dict(features="init"),
+    "current-exact": dict(features="current"),
+    "last-exact": dict(features="last"),
     "maxpair-proj": dict(ctx_rule="maxpair"),
-    "lam0.1": dict(lam=0.1), "lam1": dict(lam=1.0), "lam3": dict(lam=3.0), "nu1": dict(nu=1.0), "nu3": dict(nu=3.0), "nu30": dict(nu=30.0),
+    "lam0.1": dict(lam=0.1),
+    "lam1": dict(lam=1.0),
+    "lam3": dict(lam=3.0),
+    "nu1": dict(nu=1.0),
+    "nu3": dict(nu=3.0),
+    "nu30": dict(nu=30.0),
 }
+
 
 def to_frame(r: SimResult, **tags) -> pd.DataFrame:
     "A `SimResult` as a long table: one row per (environment, evaluation)."
     B, E = r.worst_gap.shape
-    return pd.DataFrame({**tags, "reward": r.reward, "method": r.method, "seed": np.repeat(r.seed, E), "t": np.tile(r.t, B),
-                         **{k: getattr(r, k).reshape(-1) for k in ("worst_gap", "avg_gap", "mae", "pair_regret", "contexts")},
-                         "wall_s": r.wall_s})
+    return pd.DataFrame(
+        {
+            **tags,
+            "reward": r.reward,
+            "method": r.method,
+            "seed": np.repeat(r.seed, E),
+            "t": np.tile(r.t, B),
+            **{
+                k: getattr(r, k).reshape(-1)
+                for k in ("worst_gap", "avg_gap", "mae", "pair_regret", "contexts")
+            },
+            "wall_s": r.wall_s,
+        }
+    )
 
-NOT_IN_KEY = ("scale", "seeds", "methods", "sweep_d", "sweep_K", "sweep_methods", "sweep_seeds", "ablation", "ckpt_every")
+
+NOT_IN_KEY = (
+    "scale",
+    "seeds",
+    "methods",
+    "sweep_d",
+    "sweep_K",
+    "sweep_methods",
+    "sweep_seeds",
+    "ablation",
+    "ckpt_every",
+)
+
 
 def run_cache(c: NeuralADBConfig, root=None) -> Cache:
-    "The cache of runs with configuration `c`: keyed by what a run's numbers depend on (not `NOT_IN_KEY`), the code this module imports and the instances."
-    return Cache.for_chain("neural_adb", c, modules="compendium.neural_adb.experiments", ignore=NOT_IN_KEY, root=root,
-                           files=[paths("neural_adb", c, root, make=False).data/"instances"])
+    """The cache of runs with configuration `c`: keyed by what a run's numbers
+    depend on (not `NOT_IN_KEY`), the code this module imports and the instances."""
+    return Cache.for_chain(
+        "neural_adb",
+        c,
+        modules="compendium.neural_adb.experiments",
+        ignore=NOT_IN_KEY,
+        root=root,
+        files=[paths("neural_adb", c, root, make=False).data / "instances"],
+    )
 
-def run_one(cfg: NeuralADBConfig, method: str, reward: str, setting: str, variant: str = "default", d=None, K=None,
-            n=None, root=None, progress: bool = True, device="cpu") -> pd.DataFrame:
-    "Run (or load, when already done) one method on one reward in the first `n` environments of (d, K)."
+
+def run_one(
+    cfg: NeuralADBConfig,
+    method: str,
+    reward: str,
+    setting: str,
+    variant: str = "default",
+    d=None,
+    K=None,
+    n=None,
+    root=None,
+    progress: bool = True,
+    device="cpu",
+) -> pd.DataFrame:
+    """Run (or load, when already done) one method on one
+    reward in the first `n` environments of (d, K)."""
     d, K, n = d or cfg.d, K or cfg.K, n or cfg.seeds
     P = paths("neural_adb", cfg, root)
     c = type(cfg)(**{**cfg.to_dict(), "d": d, "K": K, **ABLATIONS.get(variant, {})})
     cache, stem = run_cache(c, root), f"{setting}-{reward}-{method}-{variant}-d{d}-K{K}-n{n}"
+
     def run():
         inst = load_instances(cfg, d, K, n, root)
-        r = simulate(method, c, inst["theta"], inst["X"], reward, ckpt=P.checkpoints/f"{stem}-{cache.key}.safetensors",
-                     progress=progress, device=device)
+        r = simulate(
+            method,
+            c,
+            inst["theta"],
+            inst["X"],
+            reward,
+            ckpt=P.checkpoints / f"{stem}-{cache.key}.safetensors",
+            progress=progress,
+            device=device,
+        )
         return to_frame(r, setting=setting, variant=variant, d=d, K=K)
+
     return cache(stem, run, device=device)
+
 
 def plan(cfg: NeuralADBConfig) -> list[dict]:
     "Every run of the chain at this scale, main runs first."
     runs = [dict(method=m, reward=rw, setting="main") for rw in cfg.rewards for m in cfg.methods]
     for rw in cfg.rewards:
-        runs += [dict(method=m, reward=rw, setting="sweep_d", d=d, n=cfg.sweep_seeds) for d in cfg.sweep_d if d != cfg.d for m in cfg.sweep_methods]
-        runs += [dict(method=m, reward=rw, setting="sweep_K", K=K, n=cfg.sweep_seeds) for K in cfg.sweep_K if K != cfg.K for m in cfg.sweep_methods]
-        runs += [dict(method="Neural-ADB-UCB", reward=rw, setting="ablation", variant=v, n=cfg.sweep_seeds) for v in cfg.ablation]
+        runs += [
+            dict(method=m, reward=rw, setting="sweep_d", d=d, n=cfg.sweep_seeds)
+            for d in cfg.sweep_d
+            if d != cfg.d
+            for m in cfg.sweep_methods
+        ]
+        runs += [
+            dict(method=m, reward=rw, setting="sweep_K", K=K, n=cfg.sweep_seeds)
+            for K in cfg.sweep_K
+            if K != cfg.K
+            for m in cfg.sweep_methods
+        ]
+        runs += [
+            dict(
+                method="Neural-ADB-UCB", reward=rw, setting="ablation", variant=v, n=cfg.sweep_seeds
+            )
+            for v in cfg.ablation
+        ]
     return runs

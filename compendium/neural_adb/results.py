@@ -17,13 +17,32 @@ def at(df: pd.DataFrame, t: int) -> pd.DataFrame:
     "The rows evaluated at query count `t`."
     return df[df.t == t]
 
-def mean_metric(df: pd.DataFrame, method: str, reward: str, t: int, metric: str, setting: str = "main", variant: str = "default") -> float:
+
+def mean_metric(
+    df: pd.DataFrame,
+    method: str,
+    reward: str,
+    t: int,
+    metric: str,
+    setting: str = "main",
+    variant: str = "default",
+) -> float:
     "Mean over environments of `metric` for one method and reward at query count `t`."
-    r = df[(df.setting == setting) & (df.variant == variant) & (df.method == method) & (df.reward == reward) & (df.t == t)]
-    if r.empty: raise KeyError(f"no rows for {setting}/{variant}/{method}/{reward} at t={t}")
+    r = df[
+        (df.setting == setting)
+        & (df.variant == variant)
+        & (df.method == method)
+        & (df.reward == reward)
+        & (df.t == t)
+    ]
+    if r.empty:
+        raise KeyError(f"no rows for {setting}/{variant}/{method}/{reward} at t={t}")
     return float(r[metric].mean())
 
-def loglog_slope(df: pd.DataFrame, method: str, reward: str, metric: str, t_from: int, t_to: int) -> float:
+
+def loglog_slope(
+    df: pd.DataFrame, method: str, reward: str, metric: str, t_from: int, t_to: int
+) -> float:
     "Slope of log(mean metric) against log(t) between two query counts."
     a, b = (mean_metric(df, method, reward, t, metric) for t in (t_from, t_to))
     return float(np.log(b / a) / np.log(t_to / t_from))

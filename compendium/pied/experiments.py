@@ -11,91 +11,231 @@ import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
-from ..core.artifacts import paths, save_table, load_table, save_json
+from ..core.artifacts import paths, save_table, save_json
 from ..core.cache import Cache, cache_log, cache_summary
 from ..core.repro import get_device
-from .problems import PiedConfig, load_problems, readings, oscillator
-from .pied import (METHODS, meta_init, forward_ensemble, init_params, train, pied_designs, fist, mote,
-                                  mote_setup, solve_ls, solve_pinn)
+from .problems import PiedConfig, load_problems, readings
+from compendium.pied.pied import (
+    METHODS,
+    meta_init,
+    forward_ensemble,
+    init_params,
+    train,
+    pied_designs,
+    fist,
+    mote,
+    mote_setup,
+    solve_ls,
+    solve_pinn,
+)
 
 # %% auto #0
 __all__ = ['rep_cache', 'ls_errors', 'run_rep', 'compute_rep']
 
 # %% ../../nbs/pied/03_experiments.ipynb #a5cabb0a
 def rep_cache(cfg: PiedConfig, root=None) -> Cache:
-    "The cache of the repetitions at `cfg`: keyed by the configuration, the code this module imports and the test problems."
-    return Cache.for_chain("pied", cfg, modules="compendium.pied.experiments", root=root,
-                           files=[paths("pied", cfg, root, make=False).data/f"test_problems_seed{cfg.seed}.json"])
+    """The cache of the repetitions at `cfg`: keyed by the configuration,
+    the code this module imports and the test problems."""
+    return Cache.for_chain(
+        "pied",
+        cfg,
+        modules="compendium.pied.experiments",
+        root=root,
+        files=[paths("pied", cfg, root, make=False).data / f"test_problems_seed{cfg.seed}.json"],
+    )
 
-def ls_errors(X: np.ndarray, beta: np.ndarray, eps: np.ndarray, cfg: PiedConfig, seed: int) -> np.ndarray:
-    "Least-squares errors ||beta_hat - beta|| of one design X on test problems beta (n, 2) with reading noise eps (n, |X|)."
+
+def ls_errors(
+    X: np.ndarray, beta: np.ndarray, eps: np.ndarray, cfg: PiedConfig, seed: int
+) -> np.ndarray:
+    """Least-squares errors ||beta_hat - beta|| of one design X on
+    test problems beta (n, 2) with reading noise eps (n, |X|)."""
     rng = np.random.default_rng([seed, 23])
     y = readings(np.broadcast_to(X, eps.shape), beta, eps, cfg)
-    return np.array([np.linalg.norm(solve_ls(X, y[j], cfg, rng) - beta[j]) for j in range(len(beta))])
+    return np.array(
+        [np.linalg.norm(solve_ls(X, y[j], cfg, rng) - beta[j]) for j in range(len(beta))]
+    )
+
 
 def run_rep(cfg: PiedConfig, rep: int, device=None, root=None, progress: bool = True) -> dict:
-    "Run (or load) repetition `rep`: returns its tables errors, curves, designs, c4 (and landscape for rep 0)."
+    """Run (or load) repetition `rep`: returns its tables
+    errors, curves, designs, c4 (and landscape for rep 0)."""
     cache = rep_cache(cfg, root)
-    return cache(f"rep{rep}", lambda: compute_rep(cfg, rep, cache, device, root, progress), kind="tables", device=device)
+    return cache(
+        f"rep{rep}",
+        lambda: compute_rep(cfg, rep, cache, device, root, progress),
+        kind="tables",
+        device=device,
+    )
 
-def compute_rep(cfg: PiedConfig, rep: int, cache: Cache, device=None, root=None, progress: bool = True) -> dict:
-    "The tables of repetition `rep`; its meta-initialisation and forward ensemble are entries of `cache` too."
+
+def compute_rep(
+    cfg: PiedConfig, rep: int, cache: Cache, device=None, root=None, progress: bool = True
+) -> dict:
+    """The tables of repetition `rep`; its meta-initialisation
+    and forward ensemble are entries of `cache` too."""
     P, key = paths("pied", cfg, root), cache.key
-    seed_r = cfg.seed + rep; ck = lambda name: str(P.checkpoints/f"{name}-rep{rep}-{key}.safetensors")
+    seed_r = cfg.seed + rep
+
+    def ck(name):
+        return str(P.checkpoints / f"{name}-rep{rep}-{key}.safetensors")
+
     # phase 1: meta-init (a cache entry, checkpointed per round)
-    arr, _ = cache(f"meta-rep{rep}", lambda: (meta_init(cfg, seed_r, device, ckpt=ck("meta"), progress=progress)[0], {}),
-                   kind="checkpoint", device=device)
-    theta_SI, t_meta = {k: v.to(device) for k, v in arr.items()}, cache.log[f"meta-rep{rep}"]["wall_s"]
-    # phase 2: forward ensemble from theta_SI (a cache entry), and the same prior draws from a random init (claim C3)
+    arr, _ = cache(
+        f"meta-rep{rep}",
+        lambda: (meta_init(cfg, seed_r, device, ckpt=ck("meta"), progress=progress)[0], {}),
+        kind="checkpoint",
+        device=device,
+    )
+    theta_SI, t_meta = (
+        {k: v.to(device) for k, v in arr.items()},
+        cache.log[f"meta-rep{rep}"]["wall_s"],
+    )
+
+    # phase 2: forward ensemble from theta_SI (a cache entry),
+    # and the same prior draws from a random init (claim C3)
     def forward():
-        theta_E, beta_E, hist = forward_ensemble(theta_SI, cfg, seed_r, ckpt=ck("forward"), progress=progress)
+        theta_E, beta_E, hist = forward_ensemble(
+            theta_SI, cfg, seed_r, ckpt=ck("forward"), progress=progress
+        )
         return {**theta_E, "beta": beta_E, "hist": hist}, {}
+
     arr, _ = cache(f"forward-rep{rep}", forward, kind="checkpoint", device=device)
     arr, t_fwd = dict(arr), cache.log[f"forward-rep{rep}"]["wall_s"]
     beta_E, hist_meta = arr.pop("beta").to(device), arr.pop("hist")
     theta_E = {k: v.to(device) for k, v in arr.items()}
-    _, _, hist_rand = train(init_params(cfg.E, cfg, seed=seed_r + 1000, device=device), beta_E, cfg, cfg.c3_steps,
-                            progress=progress, desc="forward, random init")
+    _, _, hist_rand = train(
+        init_params(cfg.E, cfg, seed=seed_r + 1000, device=device),
+        beta_E,
+        cfg,
+        cfg.c3_steps,
+        progress=progress,
+        desc="forward, random init",
+    )
     steps = np.arange(1, cfg.c3_steps + 1)
-    curves = pd.concat([pd.DataFrame({"rep": rep, "init": name, "step": np.repeat(steps, cfg.E), "member": np.tile(np.arange(cfg.E), len(steps)),
-                                      "pde": h[:cfg.c3_steps].cpu().numpy().reshape(-1)})
-                        for name, h in (("meta-learned", hist_meta), ("random", hist_rand))], ignore_index=True)
+    curves = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "rep": rep,
+                    "init": name,
+                    "step": np.repeat(steps, cfg.E),
+                    "member": np.tile(np.arange(cfg.E), len(steps)),
+                    "pde": h[: cfg.c3_steps].cpu().numpy().reshape(-1),
+                }
+            )
+            for name, h in (("meta-learned", hist_meta), ("random", hist_rand))
+        ],
+        ignore_index=True,
+    )
     # phase 3: the designs
     designs = pied_designs(cfg, seed_r, theta_SI, theta_E, beta_E, progress=progress)
-    dtab = pd.DataFrame([dict(rep=rep, method=m, design=i, **{f"t{j + 1}": x for j, x in enumerate(X)}, seconds=d["seconds"],
-                              criterion=d["criterion"]) for m, d in designs.items() for i, X in enumerate(d["X"])]
-                        + [dict(rep=rep, method="shared: meta-init", seconds=t_meta), dict(rep=rep, method="shared: forward ensemble", seconds=t_fwd)])
-    # evaluation on the test problems: least squares and inverse PINNs (all methods' problems in one stack)
+    dtab = pd.DataFrame(
+        [
+            dict(
+                rep=rep,
+                method=m,
+                design=i,
+                **{f"t{j + 1}": x for j, x in enumerate(X)},
+                seconds=d["seconds"],
+                criterion=d["criterion"],
+            )
+            for m, d in designs.items()
+            for i, X in enumerate(d["X"])
+        ]
+        + [
+            dict(rep=rep, method="shared: meta-init", seconds=t_meta),
+            dict(rep=rep, method="shared: forward ensemble", seconds=t_fwd),
+        ]
+    )
+    # evaluation on the test problems: least squares and
+    # inverse PINNs (all methods' problems in one stack)
     tp = load_problems(cfg, rep, root)
     rows, stack = [], [(m, i, X) for m in METHODS for i, X in enumerate(designs[m]["X"])]
     for m, i, X in stack:
         e = ls_errors(X, tp["beta"], tp["eps"], cfg, seed_r)
-        rows += [dict(rep=rep, method=m, design=i, solver="least squares", test=j, mu=tp["beta"][j, 0], k=tp["beta"][j, 1], error=e[j])
-                 for j in range(cfg.n_test)]
+        rows += [
+            dict(
+                rep=rep,
+                method=m,
+                design=i,
+                solver="least squares",
+                test=j,
+                mu=tp["beta"][j, 0],
+                k=tp["beta"][j, 1],
+                error=e[j],
+            )
+            for j in range(cfg.n_test)
+        ]
     X_all = np.concatenate([np.broadcast_to(X, (cfg.n_test, cfg.n_obs)) for _, _, X in stack])
-    b_all = np.concatenate([tp["beta"]] * len(stack)); y_all = readings(X_all, b_all, np.concatenate([tp["eps"]] * len(stack)), cfg)
+    b_all = np.concatenate([tp["beta"]] * len(stack))
+    y_all = readings(X_all, b_all, np.concatenate([tp["eps"]] * len(stack)), cfg)
     b_hat = solve_pinn(theta_SI, X_all, y_all, cfg, ckpt=ck("inverse"), progress=progress)
     err = np.linalg.norm(b_hat - b_all, axis=1)
-    rows += [dict(rep=rep, method=m, design=i, solver="inverse PINN", test=j, mu=tp["beta"][j, 0], k=tp["beta"][j, 1],
-                  error=err[n * cfg.n_test + j]) for n, (m, i, _) in enumerate(stack) for j in range(cfg.n_test)]
+    rows += [
+        dict(
+            rep=rep,
+            method=m,
+            design=i,
+            solver="inverse PINN",
+            test=j,
+            mu=tp["beta"][j, 0],
+            k=tp["beta"][j, 1],
+            error=err[n * cfg.n_test + j],
+        )
+        for n, (m, i, _) in enumerate(stack)
+        for j in range(cfg.n_test)
+    ]
     errors = pd.DataFrame(rows)
     # claim C4: predicted (FIST, MoTE) vs realised (least squares) error over random designs
     rng = np.random.default_rng([seed_r, 29])
     Xr = np.sort(rng.uniform(0, cfg.t_max, (cfg.c4_designs, cfg.n_obs)), 1)
     sX = torch.tensor(Xr / cfg.t_max, dtype=torch.float32, device=device)
     c_fist = fist(sX, theta_E, beta_E, cfg, seed=seed_r, create_graph=False).detach().cpu().numpy()
-    c_mote = mote(sX, theta_E, beta_E, mote_setup(theta_E, beta_E, cfg, seed=seed_r), cfg).detach().cpu().numpy()
-    real = np.stack([ls_errors(x, tp["beta"], tp["eps"], cfg, seed_r) for x in tqdm(Xr, desc="C4 designs", disable=not progress)])
-    c4 = pd.DataFrame({"rep": rep, "design": np.arange(cfg.c4_designs), **{f"t{j + 1}": Xr[:, j] for j in range(cfg.n_obs)},
-                       "fist": c_fist, "mote": c_mote, "ls_mean": real.mean(1), "ls_median": np.median(real, 1)})
+    c_mote = (
+        mote(sX, theta_E, beta_E, mote_setup(theta_E, beta_E, cfg, seed=seed_r), cfg)
+        .detach()
+        .cpu()
+        .numpy()
+    )
+    real = np.stack(
+        [
+            ls_errors(x, tp["beta"], tp["eps"], cfg, seed_r)
+            for x in tqdm(Xr, desc="C4 designs", disable=not progress)
+        ]
+    )
+    c4 = pd.DataFrame(
+        {
+            "rep": rep,
+            "design": np.arange(cfg.c4_designs),
+            **{f"t{j + 1}": Xr[:, j] for j in range(cfg.n_obs)},
+            "fist": c_fist,
+            "mote": c_mote,
+            "ls_mean": real.mean(1),
+            "ls_median": np.median(real, 1),
+        }
+    )
     res = dict(errors=errors, curves=curves, designs=dtab, c4=c4)
     # figure 2: a landscape over two reading times (repetition 0 only)
     if rep == 0:
-        g = cfg.t_max * ((np.arange(cfg.grid_n) + 0.5) / cfg.grid_n)**2            # denser at early times, where the signal is
-        pairs = np.array([(a, b) for i, a in enumerate(g) for b in g[i + 1:]])
+        # denser at early times, where the signal is
+        g = cfg.t_max * ((np.arange(cfg.grid_n) + 0.5) / cfg.grid_n) ** 2
+        pairs = np.array([(a, b) for i, a in enumerate(g) for b in g[i + 1 :]])
         s2 = torch.tensor(pairs / cfg.t_max, dtype=torch.float32, device=device)
         f2 = fist(s2, theta_E, beta_E, cfg, seed=seed_r, create_graph=False).detach().cpu().numpy()
-        real2 = np.stack([ls_errors(x, tp["beta"], tp["eps"][:, :2], cfg, seed_r) for x in tqdm(pairs, desc="landscape", disable=not progress)])
-        res["landscape"] = pd.DataFrame({"t1": pairs[:, 0], "t2": pairs[:, 1], "fist": f2, "ls_mean": real2.mean(1),
-                                         "ls_median": np.median(real2, 1)})
+        real2 = np.stack(
+            [
+                ls_errors(x, tp["beta"], tp["eps"][:, :2], cfg, seed_r)
+                for x in tqdm(pairs, desc="landscape", disable=not progress)
+            ]
+        )
+        res["landscape"] = pd.DataFrame(
+            {
+                "t1": pairs[:, 0],
+                "t2": pairs[:, 1],
+                "fist": f2,
+                "ls_mean": real2.mean(1),
+                "ls_median": np.median(real2, 1),
+            }
+        )
     return res

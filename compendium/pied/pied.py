@@ -6,7 +6,8 @@ Docs: https://compendium-dev.github.io/compendium/pied/pied.html.md"""
 
 # %% ../../nbs/pied/02_pied.ipynb #be564ae1
 from __future__ import annotations
-import math, time
+import math
+import time
 import numpy as np
 import torch
 from torch import nn
@@ -14,7 +15,7 @@ from torch.func import functional_call, vmap, stack_module_state, jacrev
 from scipy.optimize import least_squares
 from tqdm.auto import tqdm
 from ..core.artifacts import Checkpointer
-from ..core.repro import get_device, torch_generator
+from ..core.repro import torch_generator
 from .problems import PiedConfig, oscillator, sample_prior, grid_design
 
 # %% auto #0
@@ -25,51 +26,73 @@ __all__ = ['METHODS', 'MLP', 'init_params', 'repeat_params', 'ens_apply', 'collo
 
 # %% ../../nbs/pied/02_pied.ipynb #46be96df
 class MLP(nn.Module):
-    "A tanh MLP u(s) on scalar input that also returns du/ds and d2u/ds2 (forward propagation of derivatives)."
+    """A tanh MLP u(s) on scalar input that also returns du/ds
+    and d2u/ds2 (forward propagation of derivatives)."""
+
     def __init__(self, width: int, depth: int):
         super().__init__()
-        self.layers = nn.ModuleList([nn.Linear(1, width)] + [nn.Linear(width, width) for _ in range(depth - 1)]
-                                    + [nn.Linear(width, 1)])
+        self.layers = nn.ModuleList(
+            [nn.Linear(1, width)]
+            + [nn.Linear(width, width) for _ in range(depth - 1)]
+            + [nn.Linear(width, 1)]
+        )
 
     def forward(self, s: torch.Tensor):
         h, h1, h2 = s, torch.ones_like(s), torch.zeros_like(s)
         for i, layer in enumerate(self.layers):
             h, h1, h2 = layer(h), h1 @ layer.weight.T, h2 @ layer.weight.T
             if i < len(self.layers) - 1:
-                a = torch.tanh(h); d = 1 - a * a
+                a = torch.tanh(h)
+                d = 1 - a * a
                 h, h1, h2 = a, d * h1, d * h2 - 2 * a * d * h1 * h1
         return h[..., 0], h1[..., 0], h2[..., 0]
 
 # %% ../../nbs/pied/02_pied.ipynb #be79218e
 def init_params(n: int, cfg: PiedConfig, seed: int, device=None) -> dict:
-    "Stacked parameters of `n` freshly initialised PINNs (PyTorch's default init), reproducible from `seed`."
-    g = torch.get_rng_state(); torch.manual_seed(seed)
-    try: nets = [MLP(cfg.width, cfg.depth) for _ in range(n)]
-    finally: torch.set_rng_state(g)
+    """Stacked parameters of `n` freshly initialised PINNs
+    (PyTorch's default init), reproducible from `seed`."""
+    g = torch.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        nets = [MLP(cfg.width, cfg.depth) for _ in range(n)]
+    finally:
+        torch.set_rng_state(g)
     p, _ = stack_module_state(nets)
     return {k: v.detach().to(device or "cpu") for k, v in p.items()}
 
+
 def repeat_params(theta: dict, n: int) -> dict:
-    "One set of (unstacked) parameters repeated n times, or a stack repeated n times along the first axis."
+    """One set of (unstacked) parameters repeated n times,
+    or a stack repeated n times along the first axis."""
     return {k: v.repeat(n, *[1] * (v.dim() - 1)) for k, v in theta.items()}
 
+
 _BASE: dict = {}
+
+
 def _base(cfg: PiedConfig) -> MLP:
     key = (cfg.width, cfg.depth)
     if key not in _BASE:
-        with torch.device("meta"): _BASE[key] = MLP(*key)               # shapes only: no memory, no random draws
+        with torch.device("meta"):
+            _BASE[key] = MLP(*key)  # shapes only: no memory, no random draws
     return _BASE[key]
+
 
 def ens_apply(params: dict, s: torch.Tensor, cfg: PiedConfig):
     "(u, u_s, u_ss) of every member: s (n, 1) shared or (B, n, 1) per member -> three (B, n)."
     base = _base(cfg)
-    f = lambda p, x: functional_call(base, p, (x,))
+
+    def f(p, x):
+        return functional_call(base, p, (x,))
+
     return vmap(f, in_dims=(0, 0 if s.dim() == 3 else None))(params, s)
 
 # %% ../../nbs/pied/02_pied.ipynb #cb15682f
 def collocation(cfg: PiedConfig, device=None) -> torch.Tensor:
-    "The n_c collocation points in normalised time s = t / t_max, evenly spaced on [0, 1], shape (n_c, 1)."
+    """The n_c collocation points in normalised time s = t
+    / t_max, evenly spaced on [0, 1], shape (n_c, 1)."""
     return torch.linspace(0, 1, cfg.n_c, device=device)[:, None]
+
 
 def residual(params: dict, beta: torch.Tensor, s_c: torch.Tensor, cfg: PiedConfig) -> torch.Tensor:
     "ODE residual M u'' + mu u' + k u of every member at the collocation points, (B, n_c)."
@@ -77,177 +100,362 @@ def residual(params: dict, beta: torch.Tensor, s_c: torch.Tensor, cfg: PiedConfi
     mu, k = beta[:, :1], beta[:, 1:2]
     return cfg.M * uss / cfg.t_max**2 + mu * us / cfg.t_max + k * u
 
-def loss_fwd(params: dict, beta: torch.Tensor, s_c: torch.Tensor, cfg: PiedConfig, parts: bool = False):
+
+def loss_fwd(
+    params: dict, beta: torch.Tensor, s_c: torch.Tensor, cfg: PiedConfig, parts: bool = False
+):
     "The forward loss of every member, (B,); with `parts`, also its PDE (residual) part."
     pde = residual(params, beta, s_c, cfg).pow(2).mean(1)
     u0, u0s, _ = ens_apply(params, s_c[:1] * 0, cfg)
-    L = pde + (u0[:, 0] - cfg.x0)**2 + (u0s[:, 0] / cfg.t_max - cfg.v0)**2
+    L = pde + (u0[:, 0] - cfg.x0) ** 2 + (u0s[:, 0] / cfg.t_max - cfg.v0) ** 2
     return (L, pde) if parts else L
 
-def loss_inv(params: dict, beta: torch.Tensor, s_c: torch.Tensor, s_X: torch.Tensor, y: torch.Tensor, cfg: PiedConfig):
-    "The inverse loss of every member: forward loss plus the mean squared misfit at its design s_X (B, n_obs)."
+
+def loss_inv(
+    params: dict,
+    beta: torch.Tensor,
+    s_c: torch.Tensor,
+    s_X: torch.Tensor,
+    y: torch.Tensor,
+    cfg: PiedConfig,
+):
+    """The inverse loss of every member: forward loss plus
+    the mean squared misfit at its design s_X (B, n_obs)."""
     u = ens_apply(params, s_X[..., None], cfg)[0]
     return loss_fwd(params, beta, s_c, cfg) + (u - y).pow(2).mean(1)
 
 # %% ../../nbs/pied/02_pied.ipynb #c5c80d6a
-def adam_step(p: dict, g: dict, m: dict, v: dict, t: int, lr: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8):
+def adam_step(
+    p: dict,
+    g: dict,
+    m: dict,
+    v: dict,
+    t: int,
+    lr: float,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+):
     "One Adam step as a pure function of dicts of tensors: returns new (p, m, v); t counts from 1."
     m = {k: b1 * m[k] + (1 - b1) * g[k] for k in p}
     v = {k: b2 * v[k] + (1 - b2) * g[k] * g[k] for k in p}
     p = {k: p[k] - lr * (m[k] / (1 - b1**t)) / ((v[k] / (1 - b2**t)).sqrt() + eps) for k in p}
     return p, m, v
 
-def adam_train(params: dict, beta: torch.Tensor, loss_fn, steps: int, lr: float, train_beta: bool = False,
-               ckpt: str | None = None, ckpt_every: int = 0, progress: bool = False, desc: str = "train",
-               log_pde: bool = True, stop_after: int | None = None):
-    """Adam for `steps` on a stack of PINNs: `loss_fn(theta, beta) -> (L (B,), pde (B,))`; beta is trained when `train_beta`.
-    Returns (params, beta, pde history (steps, B)); checkpoints every `ckpt_every` steps and resumes from `ckpt`.
-    `stop_after` (for tests) returns None early, as if interrupted, leaving the checkpoint behind."""
+
+def adam_train(
+    params: dict,
+    beta: torch.Tensor,
+    loss_fn,
+    steps: int,
+    lr: float,
+    train_beta: bool = False,
+    ckpt: str | None = None,
+    ckpt_every: int = 0,
+    progress: bool = False,
+    desc: str = "train",
+    log_pde: bool = True,
+    stop_after: int | None = None,
+):
+    """Adam for `steps` on a stack of PINNs: `loss_fn(theta, beta) -> (L (B,), pde (B,))`; beta is
+    trained when `train_beta`. Returns (params, beta, pde history (steps, B)); checkpoints every
+    `ckpt_every` steps and resumes from `ckpt`. `stop_after` (for tests) returns None early, as if
+    interrupted, leaving the checkpoint behind."""
     P = {**{k: v.clone() for k, v in params.items()}, "beta": beta.clone()}
-    m = {k: torch.zeros_like(v) for k, v in P.items()}; v2 = {k: torch.zeros_like(v) for k, v in P.items()}
+    m = {k: torch.zeros_like(v) for k, v in P.items()}
+    v2 = {k: torch.zeros_like(v) for k, v in P.items()}
     hist, start = [], 0
     ck = Checkpointer(ckpt, every=ckpt_every) if ckpt else None
     if ck and (st := ck.load()) is not None:
-        arr, meta = st; start = meta["step"]
-        dev = beta.device                                                        # a checkpoint loads on the CPU
-        P = {k: arr["p." + k].to(dev) for k in P}; m = {k: arr["m." + k].to(dev) for k in P}; v2 = {k: arr["v." + k].to(dev) for k in P}
+        arr, meta = st
+        start = meta["step"]
+        dev = beta.device  # a checkpoint loads on the CPU
+        P = {k: arr["p." + k].to(dev) for k in P}
+        m = {k: arr["m." + k].to(dev) for k in P}
+        v2 = {k: arr["v." + k].to(dev) for k in P}
         hist = list(arr["hist"].to(dev).unbind(0)) if start else []
     keys = [k for k in P if k != "beta" or train_beta]
-    for t in tqdm(range(start + 1, steps + 1), desc=desc, disable=not progress, initial=start, total=steps, mininterval=2):
+    for t in tqdm(
+        range(start + 1, steps + 1),
+        desc=desc,
+        disable=not progress,
+        initial=start,
+        total=steps,
+        mininterval=2,
+    ):
         Pg = {k: (P[k].requires_grad_() if k in keys else P[k]) for k in P}
         L, pde = loss_fn({k: Pg[k] for k in Pg if k != "beta"}, Pg["beta"])
         gr = torch.autograd.grad(L.sum(), [Pg[k] for k in keys])
         with torch.no_grad():
-            new, m_new, v_new = adam_step({k: P[k].detach() for k in keys}, dict(zip(keys, gr)),
-                                          {k: m[k] for k in keys}, {k: v2[k] for k in keys}, t, lr)
-        P = {k: (new[k] if k in keys else P[k].detach()) for k in P}; m.update(m_new); v2.update(v_new)
-        if log_pde: hist.append(pde.detach())
-        if ck: ck.maybe_save(t, lambda: ({**{"p." + k: x for k, x in P.items()}, **{"m." + k: x for k, x in m.items()},
-                                           **{"v." + k: x for k, x in v2.items()},
-                                           "hist": torch.stack(hist) if hist else torch.zeros(0)}, {}))
-        if stop_after and t >= stop_after: return None
-    if ck: ck.clear()
+            new, m_new, v_new = adam_step(
+                {k: P[k].detach() for k in keys},
+                dict(zip(keys, gr)),
+                {k: m[k] for k in keys},
+                {k: v2[k] for k in keys},
+                t,
+                lr,
+            )
+        P = {k: (new[k] if k in keys else P[k].detach()) for k in P}
+        m.update(m_new)
+        v2.update(v_new)
+        if log_pde:
+            hist.append(pde.detach())
+        if ck:
+            ck.maybe_save(
+                t,
+                lambda: (
+                    {
+                        **{"p." + k: x for k, x in P.items()},
+                        **{"m." + k: x for k, x in m.items()},
+                        **{"v." + k: x for k, x in v2.items()},
+                        "hist": torch.stack(hist) if hist else torch.zeros(0),
+                    },
+                    {},
+                ),
+            )
+        if stop_after and t >= stop_after:
+            return None
+    if ck:
+        ck.clear()
     beta_out = P.pop("beta")
     return P, beta_out, (torch.stack(hist) if hist else torch.zeros(0, len(beta)))
 
-def train(params: dict, beta: torch.Tensor, cfg: PiedConfig, steps: int, s_X=None, y=None, train_beta: bool = False,
-          ckpt: str | None = None, progress: bool = False, desc: str = "train", log_pde: bool = True,
-          stop_after: int | None = None):
-    "`adam_train` on the oscillator's forward loss, or its inverse loss when designs s_X (B, n_obs) and readings y (B, n_obs) are given."
+
+def train(
+    params: dict,
+    beta: torch.Tensor,
+    cfg: PiedConfig,
+    steps: int,
+    s_X=None,
+    y=None,
+    train_beta: bool = False,
+    ckpt: str | None = None,
+    progress: bool = False,
+    desc: str = "train",
+    log_pde: bool = True,
+    stop_after: int | None = None,
+):
+    """`adam_train` on the oscillator's forward loss, or its inverse loss
+    when designs s_X (B, n_obs) and readings y (B, n_obs) are given."""
     s_c = collocation(cfg, beta.device)
+
     def loss_fn(th, b):
         L, pde = loss_fwd(th, b, s_c, cfg, parts=True)
-        if s_X is not None: L = L + (ens_apply(th, s_X[..., None], cfg)[0] - y).pow(2).mean(1)
+        if s_X is not None:
+            L = L + (ens_apply(th, s_X[..., None], cfg)[0] - y).pow(2).mean(1)
         return L, pde
-    return adam_train(params, beta, loss_fn, steps, cfg.lr, train_beta, ckpt, cfg.ckpt_every, progress, desc, log_pde, stop_after)
+
+    return adam_train(
+        params,
+        beta,
+        loss_fn,
+        steps,
+        cfg.lr,
+        train_beta,
+        ckpt,
+        cfg.ckpt_every,
+        progress,
+        desc,
+        log_pde,
+        stop_after,
+    )
 
 # %% ../../nbs/pied/02_pied.ipynb #af741933
-def reptile(theta: dict, rounds: int, inner, eps: float, ckpt: str | None = None, progress: bool = False) -> tuple[dict, list]:
-    """Reptile: each round r, `inner(theta, r)` trains copies of theta and returns (their stacked parameters, pde history);
-    theta <- theta + eps (mean of the copies - theta). Returns theta and the final mean PDE loss per round; resumes from `ckpt`."""
+def reptile(
+    theta: dict, rounds: int, inner, eps: float, ckpt: str | None = None, progress: bool = False
+) -> tuple[dict, list]:
+    """Reptile: each round r, `inner(theta, r)` trains copies of theta and returns (their stacked
+    parameters, pde history); theta <- theta + eps (mean of the copies - theta). Returns theta and
+    the final mean PDE loss per round; resumes from `ckpt`."""
     losses, start = [], 0
     ck = Checkpointer(ckpt, every=1) if ckpt else None
     if ck and (st := ck.load()) is not None:
-        arr, meta = st; theta = {k: arr[k].to(theta[k].device) for k in theta}; start, losses = meta["step"], meta["losses"]
-    for r in tqdm(range(start, rounds), desc="meta-init (Reptile)", disable=not progress, initial=start, total=rounds):
+        arr, meta = st
+        theta = {k: arr[k].to(theta[k].device) for k in theta}
+        start, losses = meta["step"], meta["losses"]
+    for r in tqdm(
+        range(start, rounds),
+        desc="meta-init (Reptile)",
+        disable=not progress,
+        initial=start,
+        total=rounds,
+    ):
         th_i, hist = inner(theta, r)
         theta = {k: theta[k] + eps * (th_i[k].mean(0) - theta[k]) for k in theta}
         losses.append(float(hist[-1].mean()))
-        if ck: ck.maybe_save(r + 1, lambda: (theta, {"losses": losses}))
-    if ck: ck.clear()
+        if ck:
+            ck.maybe_save(r + 1, lambda: (theta, {"losses": losses}))
+    if ck:
+        ck.clear()
     return theta, losses
 
-def meta_init(cfg: PiedConfig, seed: int, device=None, ckpt: str | None = None, progress: bool = False) -> tuple[dict, list]:
-    "Reptile over the prior: returns theta_SI (unstacked) and the mean forward loss of each round; resumes from `ckpt`."
+
+def meta_init(
+    cfg: PiedConfig, seed: int, device=None, ckpt: str | None = None, progress: bool = False
+) -> tuple[dict, list]:
+    """Reptile over the prior: returns theta_SI (unstacked) and
+    the mean forward loss of each round; resumes from `ckpt`."""
     theta = {k: v[0] for k, v in init_params(1, cfg, seed, device).items()}
     rng = np.random.default_rng([seed, 11])
-    draws = [sample_prior(cfg.E, rng, cfg) for _ in range(cfg.meta_rounds)]           # same draws when resumed
+    # same draws when resumed
+    draws = [sample_prior(cfg.E, rng, cfg) for _ in range(cfg.meta_rounds)]
+
     def inner(th, r):
         b = torch.tensor(draws[r], dtype=torch.float32, device=device)
-        th_i, _, hist = train(repeat_params({k: v[None] for k, v in th.items()}, cfg.E), b, cfg, cfg.meta_steps, log_pde=True)
+        th_i, _, hist = train(
+            repeat_params({k: v[None] for k, v in th.items()}, cfg.E),
+            b,
+            cfg,
+            cfg.meta_steps,
+            log_pde=True,
+        )
         return th_i, hist
+
     return reptile(theta, cfg.meta_rounds, inner, cfg.meta_eps, ckpt, progress)
 
 # %% ../../nbs/pied/02_pied.ipynb #706b7b8f
-def forward_ensemble(theta_SI: dict, cfg: PiedConfig, seed: int, ckpt: str | None = None, progress: bool = False):
-    "Prior draws beta_1..beta_E and their PINNs trained from theta_SI: returns (params, beta, pde history)."
-    beta = torch.tensor(sample_prior(cfg.E, np.random.default_rng([seed, 13]), cfg), dtype=torch.float32,
-                        device=theta_SI["layers.0.weight"].device)
+def forward_ensemble(
+    theta_SI: dict, cfg: PiedConfig, seed: int, ckpt: str | None = None, progress: bool = False
+):
+    """Prior draws beta_1..beta_E and their PINNs trained
+    from theta_SI: returns (params, beta, pde history)."""
+    beta = torch.tensor(
+        sample_prior(cfg.E, np.random.default_rng([seed, 13]), cfg),
+        dtype=torch.float32,
+        device=theta_SI["layers.0.weight"].device,
+    )
     params = repeat_params({k: v[None] for k, v in theta_SI.items()}, cfg.E)
-    th, _, hist = train(params, beta, cfg, cfg.fwd_steps, ckpt=ckpt, progress=progress, desc="forward ensemble")
+    th, _, hist = train(
+        params, beta, cfg, cfg.fwd_steps, ckpt=ckpt, progress=progress, desc="forward ensemble"
+    )
     return th, beta, hist
 
 # %% ../../nbs/pied/02_pied.ipynb #e6cde529
 def unrolled_adam(P: dict, loss_fn, r: int, lr: float, create_graph: bool = True) -> dict:
-    "r Adam steps from P (tensors that require grad) on the scalar `loss_fn(P)`; with `create_graph` the result is differentiable through every step."
-    m = {k: torch.zeros_like(v) for k, v in P.items()}; v2 = {k: torch.zeros_like(v) for k, v in P.items()}
+    """r Adam steps from P (tensors that require grad) on the scalar `loss_fn(P)`;
+    with `create_graph` the result is differentiable through every step."""
+    m = {k: torch.zeros_like(v) for k, v in P.items()}
+    v2 = {k: torch.zeros_like(v) for k, v in P.items()}
     for t in range(1, r + 1):
         gr = torch.autograd.grad(loss_fn(P), list(P.values()), create_graph=create_graph)
         P, m, v2 = adam_step(P, dict(zip(P, gr)), m, v2, t, lr)
-        if not create_graph:                                                    # no design gradient needed: cut the graph
+        if not create_graph:  # no design gradient needed: cut the graph
             P = {k: v.detach().requires_grad_() for k, v in P.items()}
             m, v2 = {k: v.detach() for k, v in m.items()}, {k: v.detach() for k, v in v2.items()}
     return P
 
-def fist(s_X: torch.Tensor, theta_E: dict, beta_E: torch.Tensor, cfg: PiedConfig, seed: int = 0, create_graph: bool = True,
-         r: int | None = None) -> torch.Tensor:
-    "FIST criterion of D designs s_X (D, n_obs) in normalised time: mean error of beta after r unrolled inverse steps, (D,)."
-    theta_E, beta_E = repeat_params(theta_E, cfg.fist_draws), beta_E.repeat(cfg.fist_draws, 1)   # `fist_draws` perturbations per member
+
+def fist(
+    s_X: torch.Tensor,
+    theta_E: dict,
+    beta_E: torch.Tensor,
+    cfg: PiedConfig,
+    seed: int = 0,
+    create_graph: bool = True,
+    r: int | None = None,
+) -> torch.Tensor:
+    """FIST criterion of D designs s_X (D, n_obs) in normalised time:
+    mean error of beta after r unrolled inverse steps, (D,)."""
+    # `fist_draws` perturbations per member
+    theta_E, beta_E = repeat_params(theta_E, cfg.fist_draws), beta_E.repeat(cfg.fist_draws, 1)
     D, E, n_obs = s_X.shape[0], beta_E.shape[0], s_X.shape[1]
     g = torch_generator(seed)
     xi, eps = torch.randn(E, 2, generator=g), torch.randn(E, n_obs, generator=g)
     dev = beta_E.device
-    theta = repeat_params(theta_E, D); beta_i = beta_E.repeat(D, 1)
-    sX = s_X.repeat_interleave(E, 0)                                                  # (D*E, n_obs)
-    y = ens_apply(theta, sX[..., None], cfg)[0] + cfg.noise * eps.to(dev).repeat(D, 1)   # simulated readings
-    P = {k: v.detach().clone().requires_grad_() for k, v in {**theta, "beta": beta_i + cfg.fist_sigma * xi.to(dev).repeat(D, 1)}.items()}
+    theta = repeat_params(theta_E, D)
+    beta_i = beta_E.repeat(D, 1)
+    sX = s_X.repeat_interleave(E, 0)  # (D*E, n_obs)
+    # simulated readings
+    y = ens_apply(theta, sX[..., None], cfg)[0] + cfg.noise * eps.to(dev).repeat(D, 1)
+    P = {
+        k: v.detach().clone().requires_grad_()
+        for k, v in {**theta, "beta": beta_i + cfg.fist_sigma * xi.to(dev).repeat(D, 1)}.items()
+    }
     s_c = collocation(cfg, dev)
-    P = unrolled_adam(P, lambda P: loss_inv({k: P[k] for k in P if k != "beta"}, P["beta"], s_c, sX, y, cfg).sum(),
-                      r or cfg.fist_r, cfg.fist_lr, create_graph)
+    P = unrolled_adam(
+        P,
+        lambda P: loss_inv({k: P[k] for k in P if k != "beta"}, P["beta"], s_c, sX, y, cfg).sum(),
+        r or cfg.fist_r,
+        cfg.fist_lr,
+        create_graph,
+    )
     return (P["beta"] - beta_i).norm(dim=1).view(D, E).mean(1)
 
 # %% ../../nbs/pied/02_pied.ipynb #8f2fad5c
 def _flat(jac: dict, keys) -> torch.Tensor:
     return torch.cat([jac[k].reshape(jac[k].shape[0], -1) for k in keys], 1)
 
+
 def mote_setup(theta_E: dict, beta_E: torch.Tensor, cfg: PiedConfig, seed: int = 0) -> dict:
-    "The X-independent part of MoTE for every member: J_C (E, n_C, P+2), r_C (E, n_C), perturbed beta0 and noise."
-    g = torch_generator(seed); E = beta_E.shape[0]
+    """The X-independent part of MoTE for every member: J_C
+    (E, n_C, P+2), r_C (E, n_C), perturbed beta0 and noise."""
+    g = torch_generator(seed)
+    E = beta_E.shape[0]
     xi, eps = torch.randn(E, 2, generator=g), torch.randn(E, cfg.n_obs, generator=g)
     beta0 = beta_E + cfg.fist_sigma * xi.to(beta_E.device)
-    s_c = collocation(cfg, beta_E.device); keys = list(theta_E); base = _base(cfg)
+    s_c = collocation(cfg, beta_E.device)
+    keys = list(theta_E)
+    base = _base(cfg)
+
     def r_C(p, b):
         u, us, uss = functional_call(base, p, (s_c,))
         R = (cfg.M * uss / cfg.t_max**2 + b[0] * us / cfg.t_max + b[1] * u) / math.sqrt(cfg.n_c)
         u0, u0s, _ = functional_call(base, p, (s_c[:1] * 0,))
         return torch.cat([R, u0 - cfg.x0, u0s / cfg.t_max - cfg.v0])
+
     rC = vmap(r_C)(theta_E, beta0)
     jp, jb = vmap(jacrev(r_C, argnums=(0, 1)))(theta_E, beta0)
-    JC = torch.cat([torch.stack([_flat({k: jp[k][e] for k in keys}, keys) for e in range(E)]), jb], 2)
+    JC = torch.cat(
+        [torch.stack([_flat({k: jp[k][e] for k in keys}, keys) for e in range(E)]), jb], 2
+    )
     return dict(JC=JC.double(), rC=rC.double(), beta0=beta0, eps=eps.to(beta_E.device), keys=keys)
 
-def mote(s_X: torch.Tensor, theta_E: dict, beta_E: torch.Tensor, setup: dict, cfg: PiedConfig) -> torch.Tensor:
-    "MoTE criterion of D designs s_X (D, n_obs): mean error of the linearised-training limit of beta, (D,)."
+
+def mote(
+    s_X: torch.Tensor, theta_E: dict, beta_E: torch.Tensor, setup: dict, cfg: PiedConfig
+) -> torch.Tensor:
+    """MoTE criterion of D designs s_X (D, n_obs): mean
+    error of the linearised-training limit of beta, (D,)."""
     D, E, n_obs = s_X.shape[0], beta_E.shape[0], s_X.shape[1]
     keys, base = setup["keys"], _base(cfg)
-    def u_at(p, s): return functional_call(base, p, (s[:, None],))[0]
-    theta = repeat_params(theta_E, D); sX = s_X.repeat_interleave(E, 0)              # (D*E, n_obs)
+
+    def u_at(p, s):
+        return functional_call(base, p, (s[:, None],))[0]
+
+    theta = repeat_params(theta_E, D)
+    sX = s_X.repeat_interleave(E, 0)  # (D*E, n_obs)
     y = vmap(u_at)(theta, sX).detach() + cfg.noise * setup["eps"].repeat(D, 1)
     rA = (vmap(u_at)(theta, sX) - y) / math.sqrt(n_obs)
     jA = vmap(jacrev(u_at))(theta, sX)
-    JA = torch.cat([torch.cat([jA[k].reshape(D * E, n_obs, -1) for k in keys], 2), rA.new_zeros(D * E, n_obs, 2)], 2).double()
+    JA = torch.cat(
+        [
+            torch.cat([jA[k].reshape(D * E, n_obs, -1) for k in keys], 2),
+            rA.new_zeros(D * E, n_obs, 2),
+        ],
+        2,
+    ).double()
     JC, rC = setup["JC"].repeat(D, 1, 1), setup["rC"].repeat(D, 1)
-    J = torch.cat([JC, JA], 1); r0 = torch.cat([rC, rA.double()], 1)
+    J = torch.cat([JC, JA], 1)
+    r0 = torch.cat([rC, rA.double()], 1)
     K = J @ J.transpose(1, 2) + cfg.mote_reg * torch.eye(J.shape[1], dtype=J.dtype, device=J.device)
-    step = torch.linalg.solve(K, r0[..., None])[..., 0]                              # (K + lambda I)^-1 r0
+    step = torch.linalg.solve(K, r0[..., None])[..., 0]  # (K + lambda I)^-1 r0
     beta_inf = setup["beta0"].repeat(D, 1).double() - torch.einsum("bnj,bn->bj", J[:, :, -2:], step)
     return (beta_inf - beta_E.repeat(D, 1).double()).norm(dim=1).view(D, E).mean(1).float()
 
 # %% ../../nbs/pied/02_pied.ipynb #d37ef3b9
-def optimise_design(criterion, cfg, seed: int, progress: bool = False, desc: str = "design", device=None,
-                    n: int | None = None, span: float | None = None) -> tuple[np.ndarray, dict]:
-    """Minimise criterion(s_X (D, n)) -> (D,) over [0, 1]^n from `cfg.restarts` random starts (`cfg.design_iters` steps of size `cfg.design_lr`);
-    returns (X = s * span, info). n and span default to the oscillator's n_obs and t_max."""
+def optimise_design(
+    criterion,
+    cfg,
+    seed: int,
+    progress: bool = False,
+    desc: str = "design",
+    device=None,
+    n: int | None = None,
+    span: float | None = None,
+) -> tuple[np.ndarray, dict]:
+    """Minimise criterion(s_X (D, n)) -> (D,) over [0, 1]^n from `cfg.restarts` random starts
+    (`cfg.design_iters` steps of size `cfg.design_lr`); returns (X = s * span, info). n and span
+    default to the oscillator's n_obs and t_max."""
     n, span = n or cfg.n_obs, span or cfg.t_max
     g = torch_generator(seed)
     s = torch.rand(cfg.restarts, n, generator=g).to(device or "cpu").requires_grad_()
@@ -255,15 +463,23 @@ def optimise_design(criterion, cfg, seed: int, progress: bool = False, desc: str
     best_c, best_s, trace = math.inf, None, []
     for t in tqdm(range(1, cfg.design_iters + 1), desc=desc, disable=not progress, mininterval=2):
         c = criterion(s)
-        gs, = torch.autograd.grad(c.sum(), s)
+        (gs,) = torch.autograd.grad(c.sum(), s)
         gs = gs / gs.norm(dim=1, keepdim=True).clamp(min=1.0)
-        cd = c.detach().cpu(); i = int(cd.argmin()); trace.append(cd.numpy().copy())
-        if cd[i] < best_c: best_c, best_s = float(cd[i]), s.detach()[i].cpu().clone()
-        with torch.no_grad(): new, mm, vv = adam_step({"s": s.detach()}, {"s": gs}, {"s": m}, {"s": v}, t, cfg.design_lr)
-        s, m, v = new["s"].clamp(0, 1).requires_grad_(), mm["s"], vv["s"]             # projection onto the box
-    if True:                                                                     # the last iterate
-        c = criterion(s.detach()).detach().cpu(); i = int(c.argmin())
-        if c[i] < best_c: best_c, best_s = float(c[i]), s.detach()[i].cpu().clone()
+        cd = c.detach().cpu()
+        i = int(cd.argmin())
+        trace.append(cd.numpy().copy())
+        if cd[i] < best_c:
+            best_c, best_s = float(cd[i]), s.detach()[i].cpu().clone()
+        with torch.no_grad():
+            new, mm, vv = adam_step(
+                {"s": s.detach()}, {"s": gs}, {"s": m}, {"s": v}, t, cfg.design_lr
+            )
+        s, m, v = new["s"].clamp(0, 1).requires_grad_(), mm["s"], vv["s"]  # projection onto the box
+    if True:  # the last iterate
+        c = criterion(s.detach()).detach().cpu()
+        i = int(c.argmin())
+        if c[i] < best_c:
+            best_c, best_s = float(c[i]), s.detach()[i].cpu().clone()
     return np.sort(best_s.numpy()) * span, {"criterion": best_c, "trace": np.array(trace)}
 
 # %% ../../nbs/pied/02_pied.ipynb #10bbbbc5
@@ -271,54 +487,107 @@ def random_design(cfg: PiedConfig, rng: np.random.Generator) -> np.ndarray:
     "A random design: n_obs times uniform on [0, t_max], sorted."
     return np.sort(rng.uniform(0, cfg.t_max, cfg.n_obs))
 
+
 def ensemble_mi(s_X: torch.Tensor, theta_E: dict, cfg: PiedConfig) -> torch.Tensor:
-    "1/2 log det(I + Sigma_X / sigma^2) of D designs (D, n_obs), Sigma_X the ensemble covariance of the predictions."
-    D = s_X.shape[0]; E = theta_E["layers.0.weight"].shape[0]
-    U = ens_apply(theta_E, s_X.reshape(1, -1).T, cfg)[0].T.reshape(D, s_X.shape[1], E).double()   # (D, n_obs, E)
+    """1/2 log det(I + Sigma_X / sigma^2) of D designs (D, n_obs),
+    Sigma_X the ensemble covariance of the predictions."""
+    D = s_X.shape[0]
+    E = theta_E["layers.0.weight"].shape[0]
+    # (D, n_obs, E)
+    U = ens_apply(theta_E, s_X.reshape(1, -1).T, cfg)[0].T.reshape(D, s_X.shape[1], E).double()
     Uc = U - U.mean(2, keepdim=True)
     S = Uc @ Uc.transpose(1, 2) / (E - 1)
-    return 0.5 * torch.logdet(torch.eye(s_X.shape[1], dtype=S.dtype, device=S.device) + S / cfg.noise**2)
+    return 0.5 * torch.logdet(
+        torch.eye(s_X.shape[1], dtype=S.dtype, device=S.device) + S / cfg.noise**2
+    )
+
 
 def mi_design(theta_E: dict, cfg: PiedConfig, rng: np.random.Generator) -> np.ndarray:
     "The MI baseline: the best of `mi_candidates` random designs by `ensemble_mi`."
     cand = np.sort(rng.uniform(0, 1, (cfg.mi_candidates, cfg.n_obs)), 1)
     dev = theta_E["layers.0.weight"].device
-    with torch.no_grad(): mi = ensemble_mi(torch.tensor(cand, dtype=torch.float32, device=dev), theta_E, cfg)
+    with torch.no_grad():
+        mi = ensemble_mi(torch.tensor(cand, dtype=torch.float32, device=dev), theta_E, cfg)
     return cand[int(mi.argmax())] * cfg.t_max
 
 # %% ../../nbs/pied/02_pied.ipynb #7465c3da
 def solve_ls(X: np.ndarray, y: np.ndarray, cfg: PiedConfig, rng: np.random.Generator) -> np.ndarray:
     "Multistart least-squares estimate of beta from readings y at times X, on the closed form."
     lo, hi = cfg.beta_lo, cfg.beta_hi
-    starts = [np.full(2, (lo + hi) / 2)] + [rng.uniform(lo, hi, 2) for _ in range(cfg.ls_starts - 1)]
-    f = lambda b: oscillator(X, b[0], b[1], cfg.M, cfg.x0, cfg.v0) - y
-    fits = [least_squares(f, b0, bounds=([lo, lo], [hi, hi]), xtol=1e-10, ftol=1e-10) for b0 in starts]
+    starts = [np.full(2, (lo + hi) / 2)] + [
+        rng.uniform(lo, hi, 2) for _ in range(cfg.ls_starts - 1)
+    ]
+
+    def f(b):
+        return oscillator(X, b[0], b[1], cfg.M, cfg.x0, cfg.v0) - y
+
+    fits = [
+        least_squares(f, b0, bounds=([lo, lo], [hi, hi]), xtol=1e-10, ftol=1e-10) for b0 in starts
+    ]
     return min(fits, key=lambda r: r.cost).x
 
-def solve_pinn(theta_SI: dict, X: np.ndarray, y: np.ndarray, cfg: PiedConfig, ckpt: str | None = None, progress: bool = False) -> np.ndarray:
-    "Inverse-PINN estimates of beta for B problems at once: designs X (B, n_obs), readings y (B, n_obs) -> (B, 2)."
-    B = len(X); dev = theta_SI["layers.0.weight"].device
+
+def solve_pinn(
+    theta_SI: dict,
+    X: np.ndarray,
+    y: np.ndarray,
+    cfg: PiedConfig,
+    ckpt: str | None = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """Inverse-PINN estimates of beta for B problems at once:
+    designs X (B, n_obs), readings y (B, n_obs) -> (B, 2)."""
+    B = len(X)
+    dev = theta_SI["layers.0.weight"].device
     params = repeat_params({k: v[None] for k, v in theta_SI.items()}, B)
     beta0 = torch.full((B, 2), (cfg.beta_lo + cfg.beta_hi) / 2, device=dev)
-    _, beta, _ = train(params, beta0, cfg, cfg.inv_steps, s_X=torch.tensor(X / cfg.t_max, dtype=torch.float32, device=dev),
-                       y=torch.tensor(y, dtype=torch.float32, device=dev), train_beta=True, ckpt=ckpt, progress=progress,
-                       desc="inverse PINNs", log_pde=False)
+    _, beta, _ = train(
+        params,
+        beta0,
+        cfg,
+        cfg.inv_steps,
+        s_X=torch.tensor(X / cfg.t_max, dtype=torch.float32, device=dev),
+        y=torch.tensor(y, dtype=torch.float32, device=dev),
+        train_beta=True,
+        ckpt=ckpt,
+        progress=progress,
+        desc="inverse PINNs",
+        log_pde=False,
+    )
     return beta.cpu().numpy()
 
 # %% ../../nbs/pied/02_pied.ipynb #ffd4048e
 METHODS = ("PIED-FIST", "PIED-MoTE", "MI", "Random", "Grid")
 
-def pied_designs(cfg: PiedConfig, seed: int, theta_SI: dict, theta_E: dict, beta_E: torch.Tensor, progress: bool = False) -> dict:
-    "Every method's designs for one repetition: {method: dict(X (n_designs, n_obs), seconds per design, criterion)}; Random has `n_random` designs."
+
+def pied_designs(
+    cfg: PiedConfig,
+    seed: int,
+    theta_SI: dict,
+    theta_E: dict,
+    beta_E: torch.Tensor,
+    progress: bool = False,
+) -> dict:
+    """Every method's designs for one repetition: {method: dict(X (n_designs,
+    n_obs), seconds per design, criterion)}; Random has `n_random` designs."""
     rng, out, dev = np.random.default_rng([seed, 17]), {}, beta_E.device
     t0 = time.time()
-    X, info = optimise_design(lambda s: fist(s, theta_E, beta_E, cfg, seed=seed), cfg, seed, progress, "FIST design", dev)
+    X, info = optimise_design(
+        lambda s: fist(s, theta_E, beta_E, cfg, seed=seed), cfg, seed, progress, "FIST design", dev
+    )
     out["PIED-FIST"] = dict(X=X[None], seconds=time.time() - t0, criterion=info["criterion"])
-    t0 = time.time(); setup = mote_setup(theta_E, beta_E, cfg, seed=seed)
-    X, info = optimise_design(lambda s: mote(s, theta_E, beta_E, setup, cfg), cfg, seed, progress, "MoTE design", dev)
+    t0 = time.time()
+    setup = mote_setup(theta_E, beta_E, cfg, seed=seed)
+    X, info = optimise_design(
+        lambda s: mote(s, theta_E, beta_E, setup, cfg), cfg, seed, progress, "MoTE design", dev
+    )
     out["PIED-MoTE"] = dict(X=X[None], seconds=time.time() - t0, criterion=info["criterion"])
-    t0 = time.time(); out["MI"] = dict(X=mi_design(theta_E, cfg, rng)[None], seconds=time.time() - t0, criterion=np.nan)
-    t0 = time.time(); X = np.stack([random_design(cfg, rng) for _ in range(cfg.n_random)])
+    t0 = time.time()
+    out["MI"] = dict(
+        X=mi_design(theta_E, cfg, rng)[None], seconds=time.time() - t0, criterion=np.nan
+    )
+    t0 = time.time()
+    X = np.stack([random_design(cfg, rng) for _ in range(cfg.n_random)])
     out["Random"] = dict(X=X, seconds=(time.time() - t0) / cfg.n_random, criterion=np.nan)
     out["Grid"] = dict(X=grid_design(cfg)[None], seconds=0.0, criterion=np.nan)
     return out

@@ -21,60 +21,110 @@ __all__ = ['WAVE', 'PiedConfig', 'oscillator', 'regime', 'sample_prior', 'readin
 @dataclass(frozen=True)
 class PiedConfig(ScaledConfig):
     "The PIED chain's configuration (defaults = `default` scale)."
-    t_max: float = 20.0             # horizon of the oscillator
-    M: float = 1.0                  # mass
-    x0: float = 1.0                 # initial position
-    v0: float = 0.0                 # initial velocity
-    n_obs: int = 3                  # reading times in a design
-    beta_lo: float = 0.0            # prior of (mu, k): uniform on [beta_lo, beta_hi]^2
+
+    t_max: float = 20.0  # horizon of the oscillator
+    M: float = 1.0  # mass
+    x0: float = 1.0  # initial position
+    v0: float = 0.0  # initial velocity
+    n_obs: int = 3  # reading times in a design
+    beta_lo: float = 0.0  # prior of (mu, k): uniform on [beta_lo, beta_hi]^2
     beta_hi: float = 4.0
-    noise: float = 1e-3             # standard deviation of a reading's noise
-    width: int = 16                 # PINN: hidden width
-    depth: int = 3                  # PINN: hidden layers (tanh)
-    n_c: int = 100                  # collocation points on [0, t_max]
-    E: int = 8                      # forward ensemble size (prior draws beta_1..beta_E)
-    lr: float = 1e-2                # Adam learning rate of every PINN training
-    fwd_steps: int = 2000           # forward-ensemble training steps
-    meta_rounds: int = 10           # Reptile rounds of the shared initialisation
-    meta_steps: int = 500           # PINN steps per Reptile round
-    meta_eps: float = 0.1           # Reptile step size epsilon
-    c3_steps: int = 1000            # steps at which claim C3 compares meta-learned and random initialisations
-    fist_r: int = 50                # FIST: unrolled inverse-training steps r
-    fist_sigma: float = 0.5         # FIST: std of the perturbation of beta, sigma_p
-    fist_lr: float = 0.01           # FIST: Adam step of the unrolled inverse training (= the inverse solver's)
-    fist_draws: int = 3             # FIST: perturbation draws per member, averaged (the repository's gd_reps)
-    mote_reg: float = 1e-5          # MoTE: ridge on the NTK system
-    design_iters: int = 30          # projected-Adam iterations of the design optimisation
-    restarts: int = 4               # random restarts of the design optimisation (batched)
-    design_lr: float = 0.05         # Adam step in normalised time t / t_max
-    mi_candidates: int = 200        # random candidate designs scored by the MI baseline
-    n_random: int = 5               # random designs per repetition (the Random baseline's spread)
-    n_test: int = 20                # test parameters per repetition
-    inv_steps: int = 1500           # inverse-PINN training steps in the evaluation
-    ls_starts: int = 4              # multistart of the least-squares solver
-    reps: int = 3                   # independent repetitions (seed, seed+1, ...): new ensemble, designs, tests
-    c4_designs: int = 30            # random designs of claim C4
-    grid_n: int = 12                # grid of (t1, t2) in figure 2
-    ckpt_every: int = 500           # steps between checkpoints of a long training
-    device: str = ""                # "" = cuda when present, else cpu
+    noise: float = 1e-3  # standard deviation of a reading's noise
+    width: int = 16  # PINN: hidden width
+    depth: int = 3  # PINN: hidden layers (tanh)
+    n_c: int = 100  # collocation points on [0, t_max]
+    E: int = 8  # forward ensemble size (prior draws beta_1..beta_E)
+    lr: float = 1e-2  # Adam learning rate of every PINN training
+    fwd_steps: int = 2000  # forward-ensemble training steps
+    meta_rounds: int = 10  # Reptile rounds of the shared initialisation
+    meta_steps: int = 500  # PINN steps per Reptile round
+    meta_eps: float = 0.1  # Reptile step size epsilon
+    c3_steps: int = 1000  # steps at which claim C3 compares meta-learned and random initialisations
+    fist_r: int = 50  # FIST: unrolled inverse-training steps r
+    fist_sigma: float = 0.5  # FIST: std of the perturbation of beta, sigma_p
+    # FIST: Adam step of the unrolled inverse training (= the inverse solver's)
+    fist_lr: float = 0.01
+    fist_draws: int = 3  # FIST: perturbation draws per member, averaged (the repository's gd_reps)
+    mote_reg: float = 1e-5  # MoTE: ridge on the NTK system
+    design_iters: int = 30  # projected-Adam iterations of the design optimisation
+    restarts: int = 4  # random restarts of the design optimisation (batched)
+    design_lr: float = 0.05  # Adam step in normalised time t / t_max
+    mi_candidates: int = 200  # random candidate designs scored by the MI baseline
+    n_random: int = 5  # random designs per repetition (the Random baseline's spread)
+    n_test: int = 20  # test parameters per repetition
+    inv_steps: int = 1500  # inverse-PINN training steps in the evaluation
+    ls_starts: int = 4  # multistart of the least-squares solver
+    reps: int = 3  # independent repetitions (seed, seed+1, ...): new ensemble, designs, tests
+    c4_designs: int = 30  # random designs of claim C4
+    grid_n: int = 12  # grid of (t1, t2) in figure 2
+    ckpt_every: int = 500  # steps between checkpoints of a long training
+    device: str = ""  # "" = cuda when present, else cpu
     presets: ClassVar[dict] = {
-        "ci": dict(t_max=10.0, E=4, n_random=2, fist_draws=1, fwd_steps=400, meta_rounds=2, meta_steps=100, c3_steps=200, n_c=60,
-                   fist_r=20, design_iters=6, restarts=2, mi_candidates=50, n_test=6, inv_steps=300,
-                   ls_starts=2, reps=1, c4_designs=8, grid_n=5, ckpt_every=100),
-        "paper": dict(width=8, depth=6, n_random=1, fist_draws=1, n_c=300, E=20, fwd_steps=30_000, meta_rounds=20, meta_steps=2000,
-                      c3_steps=1000, design_iters=500, restarts=5, design_lr=0.01, mi_candidates=1000, n_test=50,
-                      inv_steps=30_000, ls_starts=8, reps=10, c4_designs=100, grid_n=31, ckpt_every=2000),
+        "ci": dict(
+            t_max=10.0,
+            E=4,
+            n_random=2,
+            fist_draws=1,
+            fwd_steps=400,
+            meta_rounds=2,
+            meta_steps=100,
+            c3_steps=200,
+            n_c=60,
+            fist_r=20,
+            design_iters=6,
+            restarts=2,
+            mi_candidates=50,
+            n_test=6,
+            inv_steps=300,
+            ls_starts=2,
+            reps=1,
+            c4_designs=8,
+            grid_n=5,
+            ckpt_every=100,
+        ),
+        "paper": dict(
+            width=8,
+            depth=6,
+            n_random=1,
+            fist_draws=1,
+            n_c=300,
+            E=20,
+            fwd_steps=30_000,
+            meta_rounds=20,
+            meta_steps=2000,
+            c3_steps=1000,
+            design_iters=500,
+            restarts=5,
+            design_lr=0.01,
+            mi_candidates=1000,
+            n_test=50,
+            inv_steps=30_000,
+            ls_starts=8,
+            reps=10,
+            c4_designs=100,
+            grid_n=31,
+            ckpt_every=2000,
+        ),
     }
 
     def __post_init__(self):
         super().__post_init__()
-        if not self.beta_lo < self.beta_hi: raise ConfigError(f"PiedConfig: need beta_lo < beta_hi, got {self.beta_lo}, {self.beta_hi}")
-        if self.c3_steps > self.fwd_steps: raise ConfigError(f"PiedConfig: c3_steps ({self.c3_steps}) must be <= fwd_steps ({self.fwd_steps})")
+        if not self.beta_lo < self.beta_hi:
+            raise ConfigError(
+                f"PiedConfig: need beta_lo < beta_hi, got {self.beta_lo}, {self.beta_hi}"
+            )
+        if self.c3_steps > self.fwd_steps:
+            raise ConfigError(
+                f"PiedConfig: c3_steps ({self.c3_steps}) must be <= fwd_steps ({self.fwd_steps})"
+            )
 
 # %% ../../nbs/pied/01_problems.ipynb #bd67267b
 def oscillator(t, mu, k, M: float = 1.0, x0: float = 1.0, v0: float = 0.0) -> np.ndarray:
-    "Closed-form u(t) of M u'' + mu u' + k u = 0; `mu`, `k` broadcast against a trailing axis of times `t`."
-    t = np.asarray(t, float); mu = np.asarray(mu, float)[..., None]; k = np.asarray(k, float)[..., None]
+    """Closed-form u(t) of M u'' + mu u' + k u = 0; `mu`,
+    `k` broadcast against a trailing axis of times `t`."""
+    t = np.asarray(t, float)
+    mu = np.asarray(mu, float)[..., None]
+    k = np.asarray(k, float)[..., None]
     g = mu / (2 * M)
     w = np.sqrt((k / M - g**2).astype(complex))
     small = np.abs(w) < 1e-9
@@ -82,9 +132,10 @@ def oscillator(t, mu, k, M: float = 1.0, x0: float = 1.0, v0: float = 0.0) -> np
     S = np.where(small, t + 0j, np.sin(w * t) / np.where(small, 1.0, w))
     return np.real(np.exp(-g * t) * (x0 * C + (v0 + g * x0) * S))
 
+
 def regime(mu, k, M: float = 1.0) -> np.ndarray:
     "'under', 'critical' or 'over' damped, elementwise."
-    d = (np.asarray(mu, float) / (2 * M))**2 - np.asarray(k, float) / M
+    d = (np.asarray(mu, float) / (2 * M)) ** 2 - np.asarray(k, float) / M
     return np.where(np.abs(d) < 1e-12, "critical", np.where(d < 0, "under", "over"))
 
 # %% ../../nbs/pied/01_problems.ipynb #61624a37
@@ -92,124 +143,236 @@ def sample_prior(n: int, rng: np.random.Generator, cfg: PiedConfig) -> np.ndarra
     "n draws of beta = (mu, k) from the uniform prior, shape (n, 2)."
     return rng.uniform(cfg.beta_lo, cfg.beta_hi, size=(n, 2))
 
+
 def readings(X, beta, eps, cfg: PiedConfig) -> np.ndarray:
-    "Noisy readings u_beta(X) + noise * eps of the true system; X (..., n_obs), beta (..., 2), eps like X."
-    return oscillator(np.asarray(X), beta[..., 0], beta[..., 1], cfg.M, cfg.x0, cfg.v0) + cfg.noise * np.asarray(eps)
+    """Noisy readings u_beta(X) + noise * eps of the true
+    system; X (..., n_obs), beta (..., 2), eps like X."""
+    return oscillator(
+        np.asarray(X), beta[..., 0], beta[..., 1], cfg.M, cfg.x0, cfg.v0
+    ) + cfg.noise * np.asarray(eps)
+
 
 def grid_design(cfg: PiedConfig, n: int | None = None) -> np.ndarray:
     "The grid baseline: n evenly spaced times ending at t_max, e.g. {t/3, 2t/3, t}."
     n = n or cfg.n_obs
     return cfg.t_max * np.arange(1, n + 1) / n
 
+
 def test_problems(cfg: PiedConfig, rep: int) -> dict:
     "The test parameters of repetition `rep` and the standard-normal noise of their readings."
     rng = np.random.default_rng([cfg.seed + rep, 7])
-    return {"beta": sample_prior(cfg.n_test, rng, cfg), "eps": rng.normal(size=(cfg.n_test, cfg.n_obs))}
+    return {
+        "beta": sample_prior(cfg.n_test, rng, cfg),
+        "eps": rng.normal(size=(cfg.n_test, cfg.n_obs)),
+    }
 
 # %% ../../nbs/pied/01_problems.ipynb #2ce3aa7a
-WAVE = dict(L=6.0, T=6.0, x_jump=4.0, c_lo=0.5, c_hi=2.0, bump_x=1.0, bump_w=0.05**0.5, n_sensors=3, n_times=31)
+WAVE = dict(
+    L=6.0,
+    T=6.0,
+    x_jump=4.0,
+    c_lo=0.5,
+    c_hi=2.0,
+    bump_x=1.0,
+    bump_w=0.05**0.5,
+    n_sensors=3,
+    n_times=31,
+)
 
-def wave_fd(c1, c2, dx: float = 0.01, dt: float = 1e-4, t_out=None, L: float = WAVE["L"], T: float = WAVE["T"],
-            x_jump: float = WAVE["x_jump"], bump_x: float = WAVE["bump_x"], bump_w: float = WAVE["bump_w"], device=None):
-    """Finite-difference solution of u_tt = (c(x)^2 u)_xx for a batch of (c1, c2): returns x (J,), t_out (K,), u (B, K, J) as numpy.
-    Runs in float64 torch on `device` (a GPU makes the repository's fine grid cheap)."""
+
+def wave_fd(
+    c1,
+    c2,
+    dx: float = 0.01,
+    dt: float = 1e-4,
+    t_out=None,
+    L: float = WAVE["L"],
+    T: float = WAVE["T"],
+    x_jump: float = WAVE["x_jump"],
+    bump_x: float = WAVE["bump_x"],
+    bump_w: float = WAVE["bump_w"],
+    device=None,
+):
+    """Finite-difference solution of u_tt = (c(x)^2 u)_xx for a batch of (c1, c2): returns x (J,),
+    t_out (K,), u (B, K, J) as numpy. Runs in float64 torch on `device` (a GPU makes the
+    repository's fine grid cheap)."""
     f64 = dict(dtype=torch.float64, device=device or "cpu")
     c1, c2 = (torch.as_tensor(np.atleast_1d(np.asarray(c, float)), **f64) for c in (c1, c2))
-    J = int(round(L / dx)) + 1; x = torch.linspace(0, L, J, **f64); dx = L / (J - 1)
-    n_steps = int(round(T / dt)); dt = T / n_steps
+    J = int(round(L / dx)) + 1
+    x = torch.linspace(0, L, J, **f64)
+    dx = L / (J - 1)
+    n_steps = int(round(T / dt))
+    dt = T / n_steps
     t_out = np.linspace(0, T, WAVE["n_times"]) if t_out is None else np.asarray(t_out, float)
     cmax = float(torch.maximum(c1.max(), c2.max()))
-    if cmax * dt / dx > 1: raise ConfigError(f"wave_fd: CFL number {cmax * dt / dx:.2f} > 1; lower dt")
-    c2x = torch.where(x[None] < x_jump, c1[:, None], c2[:, None])**2           # (B, J)
-    u = torch.exp(-(x - bump_x)**2 / (2 * bump_w**2))[None].repeat(len(c1), 1); u[:, [0, -1]] = 0
-    r = (dt / dx)**2
-    def lap(w): out = torch.zeros_like(w); out[:, 1:-1] = w[:, 2:] - 2 * w[:, 1:-1] + w[:, :-2]; return out
-    idx = np.round(t_out / dt).astype(int); out = torch.empty(len(c1), len(t_out), J, **f64)
+    if cmax * dt / dx > 1:
+        raise ConfigError(f"wave_fd: CFL number {cmax * dt / dx:.2f} > 1; lower dt")
+    c2x = torch.where(x[None] < x_jump, c1[:, None], c2[:, None]) ** 2  # (B, J)
+    u = torch.exp(-((x - bump_x) ** 2) / (2 * bump_w**2))[None].repeat(len(c1), 1)
+    u[:, [0, -1]] = 0
+    r = (dt / dx) ** 2
+
+    def lap(w):
+        out = torch.zeros_like(w)
+        out[:, 1:-1] = w[:, 2:] - 2 * w[:, 1:-1] + w[:, :-2]
+        return out
+
+    idx = np.round(t_out / dt).astype(int)
+    out = torch.empty(len(c1), len(t_out), J, **f64)
     out[:, torch.as_tensor(idx == 0)] = u[:, None]
-    u_prev, u = u, u + 0.5 * r * lap(c2x * u)                                  # first step: u^{-1} = u^{1}
+    u_prev, u = u, u + 0.5 * r * lap(c2x * u)  # first step: u^{-1} = u^{1}
     hits = {n: torch.as_tensor(idx == n) for n in set(idx.tolist()) if n > 0}
     for n in range(1, n_steps + 1):
-        if n in hits: out[:, hits[n]] = u[:, None]
-        if n == n_steps: break
+        if n in hits:
+            out[:, hits[n]] = u[:, None]
+        if n == n_steps:
+            break
         u_prev, u = u, 2 * u - u_prev + r * lap(c2x * u)
     return x.cpu().numpy(), t_out, out.cpu().numpy()
 
+
 def sensor_readings(x: np.ndarray, u: np.ndarray, X: np.ndarray) -> np.ndarray:
-    "Readings of fields u (B, K, J) on grid x at sensor positions X (B, n_sensors) or (n_sensors,): (B, K, n_sensors), linear in x."
+    """Readings of fields u (B, K, J) on grid x at sensor positions X
+    (B, n_sensors) or (n_sensors,): (B, K, n_sensors), linear in x."""
     X = np.broadcast_to(X, (u.shape[0], np.shape(X)[-1]))
-    j = np.clip(np.searchsorted(x, X, side="right") - 1, 0, len(x) - 2); a = (X - x[j]) / (x[1] - x[0])   # (B, S)
-    take = lambda jj: np.take_along_axis(u, np.broadcast_to(jj[:, None, :], (u.shape[0], u.shape[1], jj.shape[1])), 2)
+    # (B, S)
+    j = np.clip(np.searchsorted(x, X, side="right") - 1, 0, len(x) - 2)
+    a = (X - x[j]) / (x[1] - x[0])
+
+    def take(jj):
+        return np.take_along_axis(
+            u, np.broadcast_to(jj[:, None, :], (u.shape[0], u.shape[1], jj.shape[1])), 2
+        )
+
     return (1 - a)[:, None] * take(j) + a[:, None] * take(j + 1)
 
+
 def wave_readings(sensors, c, dx: float = 0.01, dt: float = 1e-4) -> np.ndarray:
-    "The oracle's readings at sensor positions (n_sensors,) and the 31 reading times, for each (c1, c2): (B, 31, n_sensors)."
-    c = np.atleast_2d(c); x, _, u = wave_fd(c[:, 0], c[:, 1], dx, dt)
+    """The oracle's readings at sensor positions (n_sensors,) and
+    the 31 reading times, for each (c1, c2): (B, 31, n_sensors)."""
+    c = np.atleast_2d(c)
+    x, _, u = wave_fd(c[:, 0], c[:, 1], dx, dt)
     return sensor_readings(x, u, np.asarray(sensors, float))
 
 # %% ../../nbs/pied/01_problems.ipynb #7378289a
 @dataclass(frozen=True)
 class WaveConfig(ScaledConfig):
     "PIED on the wave problem (defaults = `default` scale)."
-    noise: float = 1e-2             # std of a reading's noise (the repository's wave setting)
-    width: int = 16                 # PINN: hidden width (sin activation)
-    depth: int = 3                  # PINN: hidden layers
-    n_c: int = 1000                 # collocation points in [0, L] x [0, T]
-    n_ic: int = 200                 # initial-condition points on t = 0
-    n_bc: int = 100                 # boundary points on each of x = 0 and x = L
-    E: int = 5                      # forward ensemble size
-    lr: float = 1e-2                # Adam learning rate of every PINN training
-    fwd_steps: int = 3000           # forward-ensemble training steps
-    meta_rounds: int = 4            # Reptile rounds
-    meta_steps: int = 500           # steps per Reptile round
-    meta_eps: float = 0.1           # Reptile step size
-    fist_r: int = 20                # FIST: unrolled inverse steps
-    fist_sigma: float = 0.25        # FIST: std of the perturbation of (c1, c2)
-    fist_lr: float = 0.01           # FIST: Adam step of the unrolled inverse training
-    mote_reg: float = 1e-3          # MoTE: ridge (the repository's wave setting)
-    design_iters: int = 15          # projected-Adam iterations of the design optimisation
-    restarts: int = 3               # random restarts (batched)
-    design_lr: float = 0.05         # Adam step in normalised position x / L
-    mi_candidates: int = 100        # random candidates scored by the MI baseline
-    n_random: int = 2               # random designs per repetition
-    n_test: int = 8                 # test parameters per repetition
-    inv_steps: int = 1000           # inverse-PINN steps in the evaluation
-    ls_grid: int = 9                # classical solver: start from the best point of a ls_grid^2 grid of (c1, c2)
-    ls_iters: int = 8               # classical solver: Levenberg-Marquardt iterations on the finite-difference oracle
-    reps: int = 2                   # repetitions (seed, seed+1, ...)
-    dx: float = 0.02                # oracle grid (the repository's: dx = 0.01, dt = 1e-4)
+
+    noise: float = 1e-2  # std of a reading's noise (the repository's wave setting)
+    width: int = 16  # PINN: hidden width (sin activation)
+    depth: int = 3  # PINN: hidden layers
+    n_c: int = 1000  # collocation points in [0, L] x [0, T]
+    n_ic: int = 200  # initial-condition points on t = 0
+    n_bc: int = 100  # boundary points on each of x = 0 and x = L
+    E: int = 5  # forward ensemble size
+    lr: float = 1e-2  # Adam learning rate of every PINN training
+    fwd_steps: int = 3000  # forward-ensemble training steps
+    meta_rounds: int = 4  # Reptile rounds
+    meta_steps: int = 500  # steps per Reptile round
+    meta_eps: float = 0.1  # Reptile step size
+    fist_r: int = 20  # FIST: unrolled inverse steps
+    fist_sigma: float = 0.25  # FIST: std of the perturbation of (c1, c2)
+    fist_lr: float = 0.01  # FIST: Adam step of the unrolled inverse training
+    mote_reg: float = 1e-3  # MoTE: ridge (the repository's wave setting)
+    design_iters: int = 15  # projected-Adam iterations of the design optimisation
+    restarts: int = 3  # random restarts (batched)
+    design_lr: float = 0.05  # Adam step in normalised position x / L
+    mi_candidates: int = 100  # random candidates scored by the MI baseline
+    n_random: int = 2  # random designs per repetition
+    n_test: int = 8  # test parameters per repetition
+    inv_steps: int = 1000  # inverse-PINN steps in the evaluation
+    ls_grid: int = 9  # classical solver: start from the best point of a ls_grid^2 grid of (c1, c2)
+    # classical solver: Levenberg-Marquardt iterations on the finite-difference oracle
+    ls_iters: int = 8
+    reps: int = 2  # repetitions (seed, seed+1, ...)
+    dx: float = 0.02  # oracle grid (the repository's: dx = 0.01, dt = 1e-4)
     dt: float = 0.005
-    ckpt_every: int = 500           # steps between checkpoints of a long training
-    device: str = ""                # "" = cuda when present, else cpu
+    ckpt_every: int = 500  # steps between checkpoints of a long training
+    device: str = ""  # "" = cuda when present, else cpu
     presets: ClassVar[dict] = {
-        "ci": dict(n_c=200, n_ic=50, n_bc=25, E=3, fwd_steps=300, meta_rounds=2, meta_steps=100, fist_r=5, design_iters=3,
-                   restarts=2, mi_candidates=20, n_test=3, inv_steps=200, ls_grid=5, ls_iters=3, reps=1, dx=0.05, dt=0.0125,
-                   ckpt_every=100),
-        "paper": dict(n_ic=300, n_bc=150, fwd_steps=30_000, meta_rounds=20, meta_steps=5000, fist_r=50, design_iters=500,
-                      design_lr=0.01, mi_candidates=1000, n_random=1, n_test=10, inv_steps=30_000, ls_grid=16, ls_iters=10,
-                      reps=5, dx=0.01, dt=1e-4, ckpt_every=2000),
+        "ci": dict(
+            n_c=200,
+            n_ic=50,
+            n_bc=25,
+            E=3,
+            fwd_steps=300,
+            meta_rounds=2,
+            meta_steps=100,
+            fist_r=5,
+            design_iters=3,
+            restarts=2,
+            mi_candidates=20,
+            n_test=3,
+            inv_steps=200,
+            ls_grid=5,
+            ls_iters=3,
+            reps=1,
+            dx=0.05,
+            dt=0.0125,
+            ckpt_every=100,
+        ),
+        "paper": dict(
+            n_ic=300,
+            n_bc=150,
+            fwd_steps=30_000,
+            meta_rounds=20,
+            meta_steps=5000,
+            fist_r=50,
+            design_iters=500,
+            design_lr=0.01,
+            mi_candidates=1000,
+            n_random=1,
+            n_test=10,
+            inv_steps=30_000,
+            ls_grid=16,
+            ls_iters=10,
+            reps=5,
+            dx=0.01,
+            dt=1e-4,
+            ckpt_every=2000,
+        ),
     }
 
     def __post_init__(self):
         super().__post_init__()
-        if 2.0 * self.dt / self.dx > 1: raise ConfigError(f"WaveConfig: CFL number {2.0 * self.dt / self.dx:.2f} > 1 at c = 2; lower dt")
+        if 2.0 * self.dt / self.dx > 1:
+            raise ConfigError(
+                f"WaveConfig: CFL number {2.0 * self.dt / self.dx:.2f} > 1 at c = 2; lower dt"
+            )
+
 
 def wave_test_problems(cfg: WaveConfig, rep: int) -> dict:
-    "The wave test parameters (c1, c2) of repetition `rep` (n_test, 2) and the standard-normal noise of their readings (n_test, 31, 3)."
+    """The wave test parameters (c1, c2) of repetition `rep` (n_test, 2)
+    and the standard-normal noise of their readings (n_test, 31, 3)."""
     rng = np.random.default_rng([cfg.seed + rep, 71])
-    return {"c": rng.uniform(WAVE["c_lo"], WAVE["c_hi"], (cfg.n_test, 2)),
-            "eps": rng.normal(size=(cfg.n_test, WAVE["n_times"], WAVE["n_sensors"]))}
+    return {
+        "c": rng.uniform(WAVE["c_lo"], WAVE["c_hi"], (cfg.n_test, 2)),
+        "eps": rng.normal(size=(cfg.n_test, WAVE["n_times"], WAVE["n_sensors"])),
+    }
 
 # %% ../../nbs/pied/01_problems.ipynb #b5747850
 def save_problems(cfg: PiedConfig, root=None):
     "Save the test problems of every repetition of `cfg` as JSON under `data/pied/<scale>/`."
-    f = paths("pied", cfg, root).data/f"test_problems_seed{cfg.seed}.json"
-    save_json({"seed": cfg.seed, "n_test": cfg.n_test, "reps": [dict(rep=r, **{k: v.tolist() for k, v in test_problems(cfg, r).items()})
-                                                            for r in range(cfg.reps)]}, f)
+    f = paths("pied", cfg, root).data / f"test_problems_seed{cfg.seed}.json"
+    save_json(
+        {
+            "seed": cfg.seed,
+            "n_test": cfg.n_test,
+            "reps": [
+                dict(rep=r, **{k: v.tolist() for k, v in test_problems(cfg, r).items()})
+                for r in range(cfg.reps)
+            ],
+        },
+        f,
+    )
     return f
+
 
 def load_problems(cfg: PiedConfig, rep: int, root=None) -> dict:
     "The saved test problems of repetition `rep` (beta (n_test, 2), eps (n_test, n_obs))."
-    f = paths("pied", cfg, root, make=False).data/f"test_problems_seed{cfg.seed}.json"
+    f = paths("pied", cfg, root, make=False).data / f"test_problems_seed{cfg.seed}.json"
     d = load_json(f, "PIED test problems")
-    if d["n_test"] != cfg.n_test or rep >= len(d["reps"]): raise MissingArtifact(f"{f} was made for another configuration; rerun 01_problems")
+    if d["n_test"] != cfg.n_test or rep >= len(d["reps"]):
+        raise MissingArtifact(f"{f} was made for another configuration; rerun 01_problems")
     return {k: np.asarray(d["reps"][rep][k]) for k in ("beta", "eps")}

@@ -24,25 +24,33 @@ def ratio(med: pd.DataFrame, a: str, b: str, solver: str) -> float:
     "Median error of method a over that of method b under `solver`."
     return float(med.loc[a, solver] / med.loc[b, solver])
 
+
 def c3_ratio(curves: pd.DataFrame, step: int) -> tuple[float, float, float]:
-    "Median PDE loss at `step` from the meta-learned and the random initialisation, and their ratio."
+    """Median PDE loss at `step` from the meta-learned
+    and the random initialisation, and their ratio."""
     at = curves[curves.step == step].groupby("init").pde.median()
     return float(at["meta-learned"]), float(at["random"]), float(at["meta-learned"] / at["random"])
 
+
 def c4_rho(c4: pd.DataFrame, col: str = "fist") -> tuple[float, list]:
-    "Spearman rho of a criterion column against the realised mean least-squares error: pooled, and per repetition."
+    """Spearman rho of a criterion column against the realised
+    mean least-squares error: pooled, and per repetition."""
     per = [float(spearmanr(g[col], g.ls_mean).statistic) for _, g in c4.groupby("rep")]
     return float(spearmanr(c4[col], c4.ls_mean).statistic), per
 
 # %% ../../nbs/pied/04_results.ipynb #4cb5ba94
 def silent_share(designs: pd.DataFrame, errors: pd.DataFrame, cfg) -> pd.Series:
-    "Per method: the share of (design, test problem) pairs whose readings are all below 10x the noise (|u| < 10 sigma)."
+    """Per method: the share of (design, test problem) pairs whose
+    readings are all below 10x the noise (|u| < 10 sigma)."""
     from compendium.pied.problems import oscillator
+
     out = {}
     cols = [f"t{j + 1}" for j in range(cfg.n_obs)]
     for m, g in designs[designs.method.isin(errors.method.unique())].groupby("method"):
         tests = errors[(errors.method == m) & (errors.solver == "least squares")]
         X = g.set_index(["rep", "design"])[cols]
-        u = np.stack([oscillator(X.loc[(r.rep, r.design)].values, r.mu, r.k) for r in tests.itertuples()])
+        u = np.stack(
+            [oscillator(X.loc[(r.rep, r.design)].values, r.mu, r.k) for r in tests.itertuples()]
+        )
         out[m] = float((np.abs(u) < 10 * cfg.noise).all(1).mean())
     return pd.Series(out)

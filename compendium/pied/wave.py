@@ -6,19 +6,28 @@ Docs: https://compendium-dev.github.io/compendium/pied/wave.html.md"""
 
 # %% ../../nbs/pied/05_wave.ipynb #c78c9853
 from __future__ import annotations
-import math, time
-from functools import partial
+import math
+import time
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 from torch.func import functional_call, vmap, stack_module_state, jacrev
 from tqdm.auto import tqdm
-from ..core.artifacts import paths, save_table, load_table, save_checkpoint, load_checkpoint
+from compendium.core.artifacts import (
+    paths,
+    save_table,
+)
 from ..core.cache import Cache, cache_log, cache_summary
 from ..core.repro import torch_generator
 from .problems import WAVE, WaveConfig, wave_fd, sensor_readings, wave_test_problems
-from .pied import adam_step, adam_train, reptile, unrolled_adam, repeat_params, optimise_design
+from compendium.pied.pied import (
+    adam_train,
+    reptile,
+    unrolled_adam,
+    repeat_params,
+    optimise_design,
+)
 
 # %% auto #0
 __all__ = ['GRID_WAVE', 'WAVE_METHODS', 'WaveNet', 'side', 'w_apply', 'init_wave_params', 'wave_points', 'fold', 'speed', 'bump',
@@ -29,291 +38,643 @@ __all__ = ['GRID_WAVE', 'WAVE_METHODS', 'WaveNet', 'side', 'w_apply', 'init_wave
 
 # %% ../../nbs/pied/05_wave.ipynb #b8d2b2ac
 class WaveNet(nn.Module):
-    "A sin MLP u(x, t, h) that also returns its gradient (u_x, u_t) and its pure second derivatives (u_xx, u_tt); h = side of the jump."
+    """A sin MLP u(x, t, h) that also returns its gradient (u_x, u_t) and
+    its pure second derivatives (u_xx, u_tt); h = side of the jump."""
+
     def __init__(self, width: int, depth: int):
         super().__init__()
-        self.layers = nn.ModuleList([nn.Linear(3, width)] + [nn.Linear(width, width) for _ in range(depth - 1)]
-                                    + [nn.Linear(width, 1)])
+        self.layers = nn.ModuleList(
+            [nn.Linear(3, width)]
+            + [nn.Linear(width, width) for _ in range(depth - 1)]
+            + [nn.Linear(width, 1)]
+        )
 
     def forward(self, z: torch.Tensor):
         h = z
-        d1 = torch.eye(3, dtype=z.dtype, device=z.device)[:2].expand(*z.shape[:-1], 2, 3)   # d1[..., i, :] = dh/dz_i, i = x, t
+        # d1[..., i, :] = dh/dz_i, i = x, t
+        d1 = torch.eye(3, dtype=z.dtype, device=z.device)[:2].expand(*z.shape[:-1], 2, 3)
         d2 = torch.zeros_like(d1)
         for i, layer in enumerate(self.layers):
             h, d1, d2 = layer(h), d1 @ layer.weight.T, d2 @ layer.weight.T
             if i < len(self.layers) - 1:
                 a, c = torch.sin(h), torch.cos(h)
-                h, d1, d2 = a, c[..., None, :] * d1, c[..., None, :] * d2 - a[..., None, :] * d1 * d1
+                h, d1, d2 = (
+                    a,
+                    c[..., None, :] * d1,
+                    c[..., None, :] * d2 - a[..., None, :] * d1 * d1,
+                )
         return h[..., 0], d1[..., 0], d2[..., 0]
 
+
 _BASE: dict = {}
+
+
 def _base(cfg: WaveConfig) -> WaveNet:
     key = (cfg.width, cfg.depth)
     if key not in _BASE:
-        with torch.device("meta"): _BASE[key] = WaveNet(*key)
+        with torch.device("meta"):
+            _BASE[key] = WaveNet(*key)
     return _BASE[key]
+
 
 def side(z: torch.Tensor) -> torch.Tensor:
     "Points (n, 2) = (x, t) with their side of the jump appended: (n, 3)."
     return torch.cat([z, (z[..., :1] >= WAVE["x_jump"]).to(z.dtype)], -1)
 
+
 def w_apply(p: dict, z: torch.Tensor, cfg: WaveConfig):
-    "(u, grad u, (u_xx, u_tt)) of ONE network with parameters p at points z (n, 3) = (x, t, side); vmap it over a stack."
+    """(u, grad u, (u_xx, u_tt)) of ONE network with parameters p
+    at points z (n, 3) = (x, t, side); vmap it over a stack."""
     return functional_call(_base(cfg), p, (z,))
 
+
 def init_wave_params(n: int, cfg: WaveConfig, seed: int, device=None) -> dict:
-    "Stacked parameters of `n` freshly initialised networks (PyTorch's default init), reproducible from `seed`."
-    g = torch.get_rng_state(); torch.manual_seed(seed)
-    try: nets = [WaveNet(cfg.width, cfg.depth) for _ in range(n)]
-    finally: torch.set_rng_state(g)
+    """Stacked parameters of `n` freshly initialised networks
+    (PyTorch's default init), reproducible from `seed`."""
+    g = torch.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        nets = [WaveNet(cfg.width, cfg.depth) for _ in range(n)]
+    finally:
+        torch.set_rng_state(g)
     return {k: v.detach().to(device or "cpu") for k, v in stack_module_state(nets)[0].items()}
 
 # %% ../../nbs/pied/05_wave.ipynb #b1f29264
 def wave_points(cfg: WaveConfig, seed: int = 0, device=None) -> dict:
-    """Points with their side (x, t, h), uniform and seeded: collocation zc (n_c, 3), initial z0 (n_ic, 3), boundary zb (2 n_bc, 3),
-    and the interface x = 4 seen from the left, zl, and from the right, zr (n_bc, 3) each."""
-    g = torch_generator(seed); L, T = WAVE["L"], WAVE["T"]
+    """Points with their side (x, t, h), uniform and seeded: collocation zc (n_c, 3), initial z0
+    (n_ic, 3), boundary zb (2 n_bc, 3), and the interface x = 4 seen from the left, zl, and from the
+    right, zr (n_bc, 3) each."""
+    g = torch_generator(seed)
+    L, T = WAVE["L"], WAVE["T"]
     zc = torch.rand(cfg.n_c, 2, generator=g) * torch.tensor([L, T])
-    x0, tb, ti = torch.rand(cfg.n_ic, generator=g) * L, torch.rand(cfg.n_bc, generator=g) * T, torch.rand(cfg.n_bc, generator=g) * T
-    col = lambda x, t, h=None: torch.stack([x, t] + ([torch.full_like(t, h)] if h is not None else []), 1)
+    x0, tb, ti = (
+        torch.rand(cfg.n_ic, generator=g) * L,
+        torch.rand(cfg.n_bc, generator=g) * T,
+        torch.rand(cfg.n_bc, generator=g) * T,
+    )
+
+    def col(x, t, h=None):
+        return torch.stack([x, t] + ([torch.full_like(t, h)] if h is not None else []), 1)
+
     zb = torch.cat([col(torch.zeros_like(tb), tb), col(torch.full_like(tb, L), tb)])
     xi = torch.full_like(ti, WAVE["x_jump"])
-    out = dict(zc=side(zc), z0=side(col(x0, torch.zeros_like(x0))), zb=side(zb), zl=col(xi, ti, 0.0), zr=col(xi, ti, 1.0))
+    out = dict(
+        zc=side(zc),
+        z0=side(col(x0, torch.zeros_like(x0))),
+        zb=side(zb),
+        zl=col(xi, ti, 0.0),
+        zr=col(xi, ti, 1.0),
+    )
     return {k: v.to(device or "cpu") for k, v in out.items()}
 
+
 def fold(beta: torch.Tensor) -> torch.Tensor:
-    "The repository's map of a trainable parameter into the prior's range from below: c_lo + |beta - c_lo|."
+    """The repository's map of a trainable parameter into
+    the prior's range from below: c_lo + |beta - c_lo|."""
     return WAVE["c_lo"] + (beta - WAVE["c_lo"]).abs()
 
+
 def speed(beta: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    "c = c1 left of the jump (side h = 0), c2 right of it (h = 1), for one parameter vector beta (2,)."
+    """c = c1 left of the jump (side h = 0), c2 right of
+    it (h = 1), for one parameter vector beta (2,)."""
     b = fold(beta)
     return torch.where(h < 0.5, b[0], b[1])
 
+
 def bump(x: torch.Tensor) -> torch.Tensor:
     "The initial displacement f(x)."
-    return torch.exp(-(x - WAVE["bump_x"])**2 / (2 * WAVE["bump_w"]**2))
+    return torch.exp(-((x - WAVE["bump_x"]) ** 2) / (2 * WAVE["bump_w"] ** 2))
+
 
 def residuals(p: dict, beta: torch.Tensor, pts: dict, cfg: WaveConfig):
-    """The residual vectors of ONE network: PDE (n_c,), initial position and velocity (n_ic,) each, boundary (2 n_bc,),
-    and the interface conditions on c^2 u and (c^2 u)_x (n_bc,) each."""
+    """The residual vectors of ONE network: PDE (n_c,), initial position and velocity (n_ic,) each,
+    boundary (2 n_bc,), and the interface conditions on c^2 u and (c^2 u)_x (n_bc,) each."""
     _, _, d2 = w_apply(p, pts["zc"], cfg)
-    pde = d2[:, 1] - speed(beta, pts["zc"][:, 2])**2 * d2[:, 0]
+    pde = d2[:, 1] - speed(beta, pts["zc"][:, 2]) ** 2 * d2[:, 0]
     u0, d10, _ = w_apply(p, pts["z0"], cfg)
     (ul, dl, _), (ur, dr, _) = w_apply(p, pts["zl"], cfg), w_apply(p, pts["zr"], cfg)
-    c1s, c2s = fold(beta)**2
-    return pde, u0 - bump(pts["z0"][:, 0]), d10[:, 1], w_apply(p, pts["zb"], cfg)[0], c1s * ul - c2s * ur, c1s * dl[:, 0] - c2s * dr[:, 0]
+    c1s, c2s = fold(beta) ** 2
+    return (
+        pde,
+        u0 - bump(pts["z0"][:, 0]),
+        d10[:, 1],
+        w_apply(p, pts["zb"], cfg)[0],
+        c1s * ul - c2s * ur,
+        c1s * dl[:, 0] - c2s * dr[:, 0],
+    )
+
 
 def wave_u(p: dict, beta: torch.Tensor, z: torch.Tensor, cfg: WaveConfig) -> torch.Tensor:
     "The reading u of ONE network at points z (n, 2) = (x, t) (the side of the jump is added here)."
     return w_apply(p, side(z), cfg)[0]
 
+
 def obs_points(s_X: torch.Tensor) -> torch.Tensor:
-    "The 31 x n_sensors reading points (x_j, t_k) of a design s_X (n_sensors,) in normalised position x / L, ordered (k, j)."
+    """The 31 x n_sensors reading points (x_j, t_k) of a design s_X
+    (n_sensors,) in normalised position x / L, ordered (k, j)."""
     t = torch.linspace(0, WAVE["T"], WAVE["n_times"], device=s_X.device, dtype=s_X.dtype)
     x = s_X * WAVE["L"]
-    return torch.stack([x[None, :].expand(len(t), -1), t[:, None].expand(-1, len(x))], -1).reshape(-1, 2)
+    return torch.stack([x[None, :].expand(len(t), -1), t[:, None].expand(-1, len(x))], -1).reshape(
+        -1, 2
+    )
+
 
 def loss_one(p: dict, beta: torch.Tensor, pts: dict, cfg: WaveConfig, z_obs=None, y=None):
-    "Forward loss of ONE network (inverse loss when z_obs (m, 2) and readings y (m,) are given), and its PDE part."
-    res = residuals(p, beta, pts, cfg); pde = res[0]
+    """Forward loss of ONE network (inverse loss when z_obs (m,
+    2) and readings y (m,) are given), and its PDE part."""
+    res = residuals(p, beta, pts, cfg)
+    pde = res[0]
     L = sum(r.pow(2).mean() for r in res)
-    if z_obs is not None: L = L + (wave_u(p, beta, z_obs, cfg) - y).pow(2).mean()
+    if z_obs is not None:
+        L = L + (wave_u(p, beta, z_obs, cfg) - y).pow(2).mean()
     return L, pde.pow(2).mean()
+
 
 def losses(P: dict, beta: torch.Tensor, pts: dict, cfg: WaveConfig, z_obs=None, y=None):
     "loss_one over a stack: (L (B,), pde (B,)); z_obs (B, m, 2) and y (B, m) per member."
-    _base(cfg)                                                                     # built outside vmap (its init draws random numbers)
-    if z_obs is None: return vmap(lambda p, b: loss_one(p, b, pts, cfg))(P, beta)
+    _base(cfg)  # built outside vmap (its init draws random numbers)
+    if z_obs is None:
+        return vmap(lambda p, b: loss_one(p, b, pts, cfg))(P, beta)
     return vmap(lambda p, b, z, yy: loss_one(p, b, pts, cfg, z, yy))(P, beta, z_obs, y)
 
 # %% ../../nbs/pied/05_wave.ipynb #a2a18eae
-def train_wave(params: dict, beta: torch.Tensor, pts: dict, cfg: WaveConfig, steps: int, z_obs=None, y=None,
-               train_beta: bool = False, ckpt: str | None = None, progress: bool = False, desc: str = "train",
-               stop_after: int | None = None):
-    "`adam_train` (notebook 02) on the wave's forward loss, or its inverse loss when z_obs (B, m, 2) and readings y (B, m) are given."
-    return adam_train(params, beta, lambda th, b: losses(th, b, pts, cfg, z_obs, y), steps, cfg.lr, train_beta, ckpt,
-                      cfg.ckpt_every, progress, desc, True, stop_after)
+def train_wave(
+    params: dict,
+    beta: torch.Tensor,
+    pts: dict,
+    cfg: WaveConfig,
+    steps: int,
+    z_obs=None,
+    y=None,
+    train_beta: bool = False,
+    ckpt: str | None = None,
+    progress: bool = False,
+    desc: str = "train",
+    stop_after: int | None = None,
+):
+    """`adam_train` (notebook 02) on the wave's forward loss, or its
+    inverse loss when z_obs (B, m, 2) and readings y (B, m) are given."""
+    return adam_train(
+        params,
+        beta,
+        lambda th, b: losses(th, b, pts, cfg, z_obs, y),
+        steps,
+        cfg.lr,
+        train_beta,
+        ckpt,
+        cfg.ckpt_every,
+        progress,
+        desc,
+        True,
+        stop_after,
+    )
+
 
 def sample_c(n: int, rng: np.random.Generator) -> np.ndarray:
     "n draws of (c1, c2) from the prior U[c_lo, c_hi]^2."
     return rng.uniform(WAVE["c_lo"], WAVE["c_hi"], (n, 2))
 
-def wave_meta_init(cfg: WaveConfig, seed: int, pts: dict, device=None, ckpt: str | None = None, progress: bool = False):
-    "Reptile (notebook 02's `reptile`) over the prior of (c1, c2): theta_SI and the mean PDE loss per round; resumes from `ckpt`."
+
+def wave_meta_init(
+    cfg: WaveConfig,
+    seed: int,
+    pts: dict,
+    device=None,
+    ckpt: str | None = None,
+    progress: bool = False,
+):
+    """Reptile (notebook 02's `reptile`) over the prior of (c1, c2):
+    theta_SI and the mean PDE loss per round; resumes from `ckpt`."""
     theta = {k: v[0] for k, v in init_wave_params(1, cfg, seed, device).items()}
     rng = np.random.default_rng([seed, 11])
     draws = [sample_c(cfg.E, rng) for _ in range(cfg.meta_rounds)]
+
     def inner(th, r):
         b = torch.tensor(draws[r], dtype=torch.float32, device=device)
-        th_i, _, hist = train_wave(repeat_params({k: v[None] for k, v in th.items()}, cfg.E), b, pts, cfg, cfg.meta_steps)
+        th_i, _, hist = train_wave(
+            repeat_params({k: v[None] for k, v in th.items()}, cfg.E), b, pts, cfg, cfg.meta_steps
+        )
         return th_i, hist
+
     return reptile(theta, cfg.meta_rounds, inner, cfg.meta_eps, ckpt, progress)
 
-def wave_forward_ensemble(theta_SI: dict, cfg: WaveConfig, seed: int, pts: dict, ckpt: str | None = None, progress: bool = False):
+
+def wave_forward_ensemble(
+    theta_SI: dict,
+    cfg: WaveConfig,
+    seed: int,
+    pts: dict,
+    ckpt: str | None = None,
+    progress: bool = False,
+):
     "Prior draws (c1, c2)_1..E and their PINNs trained from theta_SI: (params, beta, pde history)."
-    beta = torch.tensor(sample_c(cfg.E, np.random.default_rng([seed, 13])), dtype=torch.float32, device=pts["zc"].device)
-    return train_wave(repeat_params({k: v[None] for k, v in theta_SI.items()}, cfg.E), beta, pts, cfg, cfg.fwd_steps,
-                      ckpt=ckpt, progress=progress, desc="forward ensemble")
+    beta = torch.tensor(
+        sample_c(cfg.E, np.random.default_rng([seed, 13])),
+        dtype=torch.float32,
+        device=pts["zc"].device,
+    )
+    return train_wave(
+        repeat_params({k: v[None] for k, v in theta_SI.items()}, cfg.E),
+        beta,
+        pts,
+        cfg,
+        cfg.fwd_steps,
+        ckpt=ckpt,
+        progress=progress,
+        desc="forward ensemble",
+    )
+
 
 def pinn_fit_error(theta_E: dict, beta_E: torch.Tensor, cfg: WaveConfig) -> np.ndarray:
-    "Relative L2 error of each forward PINN's u against the finite-difference oracle on the 31 reading times x 121 positions."
-    x, _, U = wave_fd(beta_E[:, 0].cpu().numpy(), beta_E[:, 1].cpu().numpy(), cfg.dx, cfg.dt, device=beta_E.device)
-    xs = np.linspace(0, WAVE["L"], 121); _base(cfg); Uref = sensor_readings(x, U, xs)                 # (E, 31, 121)
+    """Relative L2 error of each forward PINN's u against the
+    finite-difference oracle on the 31 reading times x 121 positions."""
+    x, _, U = wave_fd(
+        beta_E[:, 0].cpu().numpy(), beta_E[:, 1].cpu().numpy(), cfg.dx, cfg.dt, device=beta_E.device
+    )
+    # (E, 31, 121)
+    xs = np.linspace(0, WAVE["L"], 121)
+    _base(cfg)
+    Uref = sensor_readings(x, U, xs)
     z = obs_points(torch.tensor(xs / WAVE["L"], dtype=torch.float32, device=beta_E.device))
-    with torch.no_grad(): Up = vmap(lambda p, b: wave_u(p, b, z, cfg))(theta_E, beta_E).cpu().numpy().reshape(Uref.shape)
-    return np.linalg.norm((Up - Uref).reshape(len(Up), -1), axis=1) / np.linalg.norm(Uref.reshape(len(Up), -1), axis=1)
+    with torch.no_grad():
+        Up = (
+            vmap(lambda p, b: wave_u(p, b, z, cfg))(theta_E, beta_E)
+            .cpu()
+            .numpy()
+            .reshape(Uref.shape)
+        )
+    return np.linalg.norm((Up - Uref).reshape(len(Up), -1), axis=1) / np.linalg.norm(
+        Uref.reshape(len(Up), -1), axis=1
+    )
 
 # %% ../../nbs/pied/05_wave.ipynb #b2c6fa81
-def wave_fist(s_X: torch.Tensor, theta_E: dict, beta_E: torch.Tensor, pts: dict, cfg: WaveConfig, seed: int = 0,
-              create_graph: bool = True) -> torch.Tensor:
-    "FIST criterion of D designs s_X (D, n_sensors) in normalised position: mean error of (c1, c2) after r unrolled inverse steps, (D,)."
-    D, E = s_X.shape[0], beta_E.shape[0]; dev = beta_E.device; _base(cfg)
+def wave_fist(
+    s_X: torch.Tensor,
+    theta_E: dict,
+    beta_E: torch.Tensor,
+    pts: dict,
+    cfg: WaveConfig,
+    seed: int = 0,
+    create_graph: bool = True,
+) -> torch.Tensor:
+    """FIST criterion of D designs s_X (D, n_sensors) in normalised position:
+    mean error of (c1, c2) after r unrolled inverse steps, (D,)."""
+    D, E = s_X.shape[0], beta_E.shape[0]
+    dev = beta_E.device
+    _base(cfg)
     g = torch_generator(seed)
-    xi, eps = torch.randn(E, 2, generator=g).to(dev), torch.randn(E, WAVE["n_times"] * s_X.shape[1], generator=g).to(dev)
+    xi, eps = (
+        torch.randn(E, 2, generator=g).to(dev),
+        torch.randn(E, WAVE["n_times"] * s_X.shape[1], generator=g).to(dev),
+    )
     theta, beta_i = repeat_params(theta_E, D), beta_E.repeat(D, 1)
-    z = vmap(obs_points)(s_X).repeat_interleave(E, 0)                                 # (D*E, 93, 2)
-    y = vmap(lambda p, b, zz: wave_u(p, b, zz, cfg))(theta, beta_i, z) + cfg.noise * eps.repeat(D, 1)
-    P = {k: v.detach().clone().requires_grad_() for k, v in {**theta, "beta": beta_i + cfg.fist_sigma * xi.repeat(D, 1)}.items()}
-    P = unrolled_adam(P, lambda P: losses({k: P[k] for k in P if k != "beta"}, P["beta"], pts, cfg, z, y)[0].sum(),
-                      cfg.fist_r, cfg.fist_lr, create_graph)
+    z = vmap(obs_points)(s_X).repeat_interleave(E, 0)  # (D*E, 93, 2)
+    y = vmap(lambda p, b, zz: wave_u(p, b, zz, cfg))(theta, beta_i, z) + cfg.noise * eps.repeat(
+        D, 1
+    )
+    P = {
+        k: v.detach().clone().requires_grad_()
+        for k, v in {**theta, "beta": beta_i + cfg.fist_sigma * xi.repeat(D, 1)}.items()
+    }
+    P = unrolled_adam(
+        P,
+        lambda P: losses({k: P[k] for k in P if k != "beta"}, P["beta"], pts, cfg, z, y)[0].sum(),
+        cfg.fist_r,
+        cfg.fist_lr,
+        create_graph,
+    )
     return (fold(P["beta"]) - beta_i).norm(dim=1).view(D, E).mean(1)
 
 # %% ../../nbs/pied/05_wave.ipynb #324a2ac2
 def _flat(jp: dict, jb: torch.Tensor, keys) -> torch.Tensor:
-    "Jacobian blocks (one per parameter tensor, plus beta) flattened into one matrix (..., rows, P + 2)."
+    """Jacobian blocks (one per parameter tensor, plus
+    beta) flattened into one matrix (..., rows, P + 2)."""
     n = jb.shape[:-1]
     return torch.cat([jp[k].reshape(*n, -1) for k in keys] + [jb], -1)
 
-def wave_mote_setup(theta_E: dict, beta_E: torch.Tensor, pts: dict, cfg: WaveConfig, seed: int = 0) -> dict:
-    "The design-independent part of MoTE per member: J_C^T J_C, J_C^T r_C (float64), the perturbed beta0 and the reading noise."
-    g = torch_generator(seed); E, dev = beta_E.shape[0], beta_E.device; _base(cfg)
-    xi, eps = torch.randn(E, 2, generator=g).to(dev), torch.randn(E, WAVE["n_times"] * WAVE["n_sensors"], generator=g).to(dev)
-    beta0 = beta_E + cfg.fist_sigma * xi; keys = list(theta_E)
-    def r_C(p, b): return torch.cat([r / math.sqrt(len(r)) for r in residuals(p, b, pts, cfg)])
-    rC = vmap(r_C)(theta_E, beta0).double()
-    JC = _flat(*vmap(jacrev(r_C, argnums=(0, 1)))(theta_E, beta0), keys).double()      # (E, n_C, P + 2)
-    return dict(G=JC.transpose(1, 2) @ JC, g=torch.einsum("enp,en->ep", JC, rC), beta0=beta0, eps=eps, keys=keys)
 
-def wave_mote(s_X: torch.Tensor, theta_E: dict, beta_E: torch.Tensor, setup: dict, cfg: WaveConfig) -> torch.Tensor:
-    "MoTE criterion of D designs s_X (D, n_sensors): mean error of the linearised-training limit of (c1, c2), (D,)."
-    D, E = s_X.shape[0], beta_E.shape[0]; _base(cfg)
-    theta, beta_i, beta0 = repeat_params(theta_E, D), beta_E.repeat(D, 1), setup["beta0"].repeat(D, 1)
+def wave_mote_setup(
+    theta_E: dict, beta_E: torch.Tensor, pts: dict, cfg: WaveConfig, seed: int = 0
+) -> dict:
+    """The design-independent part of MoTE per member: J_C^T J_C,
+    J_C^T r_C (float64), the perturbed beta0 and the reading noise."""
+    g = torch_generator(seed)
+    E, dev = beta_E.shape[0], beta_E.device
+    _base(cfg)
+    xi, eps = (
+        torch.randn(E, 2, generator=g).to(dev),
+        torch.randn(E, WAVE["n_times"] * WAVE["n_sensors"], generator=g).to(dev),
+    )
+    beta0 = beta_E + cfg.fist_sigma * xi
+    keys = list(theta_E)
+
+    def r_C(p, b):
+        return torch.cat([r / math.sqrt(len(r)) for r in residuals(p, b, pts, cfg)])
+
+    rC = vmap(r_C)(theta_E, beta0).double()
+    JC = _flat(*vmap(jacrev(r_C, argnums=(0, 1)))(theta_E, beta0), keys).double()  # (E, n_C, P + 2)
+    return dict(
+        G=JC.transpose(1, 2) @ JC,
+        g=torch.einsum("enp,en->ep", JC, rC),
+        beta0=beta0,
+        eps=eps,
+        keys=keys,
+    )
+
+
+def wave_mote(
+    s_X: torch.Tensor, theta_E: dict, beta_E: torch.Tensor, setup: dict, cfg: WaveConfig
+) -> torch.Tensor:
+    """MoTE criterion of D designs s_X (D, n_sensors): mean
+    error of the linearised-training limit of (c1, c2), (D,)."""
+    D, E = s_X.shape[0], beta_E.shape[0]
+    _base(cfg)
+    theta, beta_i, beta0 = (
+        repeat_params(theta_E, D),
+        beta_E.repeat(D, 1),
+        setup["beta0"].repeat(D, 1),
+    )
     z = vmap(obs_points)(s_X).repeat_interleave(E, 0)
-    y = vmap(lambda p, b, zz: wave_u(p, b, zz, cfg))(theta, beta_i, z).detach() + cfg.noise * setup["eps"].repeat(D, 1)
+    y = vmap(lambda p, b, zz: wave_u(p, b, zz, cfg))(theta, beta_i, z).detach() + cfg.noise * setup[
+        "eps"
+    ].repeat(D, 1)
     m = z.shape[1]
-    r_A = lambda p, b, zz, yy: (wave_u(p, b, zz, cfg) - yy) / math.sqrt(m)
+
+    def r_A(p, b, zz, yy):
+        return (wave_u(p, b, zz, cfg) - yy) / math.sqrt(m)
+
     rA = vmap(r_A)(theta, beta0, z, y).double()
-    JA = _flat(*vmap(jacrev(r_A, argnums=(0, 1)))(theta, beta0, z, y), setup["keys"]).double()   # (D*E, m, P + 2)
+    # (D*E, m, P + 2)
+    JA = _flat(*vmap(jacrev(r_A, argnums=(0, 1)))(theta, beta0, z, y), setup["keys"]).double()
     G = setup["G"].repeat(D, 1, 1) + JA.transpose(1, 2) @ JA
     G = G + cfg.mote_reg * torch.eye(G.shape[-1], dtype=G.dtype, device=G.device)
-    step = torch.linalg.solve(G, (setup["g"].repeat(D, 1) + torch.einsum("bmp,bm->bp", JA, rA))[..., None])[..., 0]
+    step = torch.linalg.solve(
+        G, (setup["g"].repeat(D, 1) + torch.einsum("bmp,bm->bp", JA, rA))[..., None]
+    )[..., 0]
     beta_inf = beta0.double() - step[:, -2:]
     return (fold(beta_inf) - beta_i.double()).norm(dim=1).view(D, E).mean(1).float()
 
 # %% ../../nbs/pied/05_wave.ipynb #6d2142a6
 GRID_WAVE = np.array([1.5, 3.0, 4.5])
 
-def wave_mi(s_X: torch.Tensor, theta_E: dict, beta_E: torch.Tensor, cfg: WaveConfig) -> torch.Tensor:
+
+def wave_mi(
+    s_X: torch.Tensor, theta_E: dict, beta_E: torch.Tensor, cfg: WaveConfig
+) -> torch.Tensor:
     "Ensemble mutual information of D designs s_X (D, n_sensors), (D,)."
-    D, E = s_X.shape[0], beta_E.shape[0]; _base(cfg)
+    D, E = s_X.shape[0], beta_E.shape[0]
+    _base(cfg)
     z = vmap(obs_points)(s_X).reshape(-1, 2)
-    U = vmap(lambda p, b: wave_u(p, b, z, cfg))(theta_E, beta_E).double().reshape(E, D, -1).permute(1, 2, 0)   # (D, m, E)
+    # (D, m, E)
+    U = (
+        vmap(lambda p, b: wave_u(p, b, z, cfg))(theta_E, beta_E)
+        .double()
+        .reshape(E, D, -1)
+        .permute(1, 2, 0)
+    )
     A = (U - U.mean(2, keepdim=True)) / math.sqrt((E - 1) * cfg.noise**2)
     return 0.5 * torch.logdet(torch.eye(E, dtype=A.dtype, device=A.device) + A.transpose(1, 2) @ A)
 
-def wave_designs(cfg: WaveConfig, seed: int, theta_E: dict, beta_E: torch.Tensor, pts: dict, progress: bool = False) -> dict:
-    "Every method's designs for one repetition: {method: dict(X (n, 3) positions, seconds per design, criterion)}."
-    rng, out, dev, L, S = np.random.default_rng([seed, 17]), {}, beta_E.device, WAVE["L"], WAVE["n_sensors"]
+
+def wave_designs(
+    cfg: WaveConfig,
+    seed: int,
+    theta_E: dict,
+    beta_E: torch.Tensor,
+    pts: dict,
+    progress: bool = False,
+) -> dict:
+    """Every method's designs for one repetition: {method:
+    dict(X (n, 3) positions, seconds per design, criterion)}."""
+    rng, out, dev, L, S = (
+        np.random.default_rng([seed, 17]),
+        {},
+        beta_E.device,
+        WAVE["L"],
+        WAVE["n_sensors"],
+    )
     t0 = time.time()
-    X, info = optimise_design(lambda s: wave_fist(s, theta_E, beta_E, pts, cfg, seed=seed), cfg, seed, progress, "FIST design", dev, n=S, span=L)
+    X, info = optimise_design(
+        lambda s: wave_fist(s, theta_E, beta_E, pts, cfg, seed=seed),
+        cfg,
+        seed,
+        progress,
+        "FIST design",
+        dev,
+        n=S,
+        span=L,
+    )
     out["PIED-FIST"] = dict(X=X[None], seconds=time.time() - t0, criterion=info["criterion"])
-    t0 = time.time(); setup = wave_mote_setup(theta_E, beta_E, pts, cfg, seed=seed)
-    X, info = optimise_design(lambda s: wave_mote(s, theta_E, beta_E, setup, cfg), cfg, seed, progress, "MoTE design", dev, n=S, span=L)
+    t0 = time.time()
+    setup = wave_mote_setup(theta_E, beta_E, pts, cfg, seed=seed)
+    X, info = optimise_design(
+        lambda s: wave_mote(s, theta_E, beta_E, setup, cfg),
+        cfg,
+        seed,
+        progress,
+        "MoTE design",
+        dev,
+        n=S,
+        span=L,
+    )
     out["PIED-MoTE"] = dict(X=X[None], seconds=time.time() - t0, criterion=info["criterion"])
-    t0 = time.time(); cand = np.sort(rng.uniform(0, 1, (cfg.mi_candidates, S)), 1)
-    with torch.no_grad(): mi = torch.cat([wave_mi(torch.tensor(c_, dtype=torch.float32, device=dev), theta_E, beta_E, cfg)
-                                          for c_ in np.array_split(cand, max(1, len(cand) // 50))])
-    out["MI"] = dict(X=cand[int(mi.argmax())][None] * L, seconds=time.time() - t0, criterion=float(mi.max()))
-    out["Random"] = dict(X=np.sort(rng.uniform(0, L, (cfg.n_random, S)), 1), seconds=0.0, criterion=np.nan)
+    t0 = time.time()
+    cand = np.sort(rng.uniform(0, 1, (cfg.mi_candidates, S)), 1)
+    with torch.no_grad():
+        mi = torch.cat(
+            [
+                wave_mi(torch.tensor(c_, dtype=torch.float32, device=dev), theta_E, beta_E, cfg)
+                for c_ in np.array_split(cand, max(1, len(cand) // 50))
+            ]
+        )
+    out["MI"] = dict(
+        X=cand[int(mi.argmax())][None] * L, seconds=time.time() - t0, criterion=float(mi.max())
+    )
+    out["Random"] = dict(
+        X=np.sort(rng.uniform(0, L, (cfg.n_random, S)), 1), seconds=0.0, criterion=np.nan
+    )
     out["Grid"] = dict(X=GRID_WAVE[None], seconds=0.0, criterion=np.nan)
     return out
 
 # %% ../../nbs/pied/05_wave.ipynb #eb45531d
 def fd_model(c: np.ndarray, X: np.ndarray, cfg: WaveConfig, device=None) -> np.ndarray:
-    "Oracle readings (n, 31 * n_sensors) for parameters c (n, 2) at designs X (n, n_sensors), noise-free."
+    """Oracle readings (n, 31 * n_sensors) for parameters
+    c (n, 2) at designs X (n, n_sensors), noise-free."""
     x, _, u = wave_fd(c[:, 0], c[:, 1], cfg.dx, cfg.dt, device=device)
     return sensor_readings(x, u, X).reshape(len(c), -1)
 
+
 def solve_fd_ls(X: np.ndarray, y: np.ndarray, cfg: WaveConfig, device=None) -> np.ndarray:
-    "Least-squares estimates of (c1, c2) for B problems: designs X (B, n_sensors), readings y (B, 31, n_sensors) -> (B, 2)."
-    B, lo, hi = len(X), WAVE["c_lo"], WAVE["c_hi"]; y = y.reshape(B, -1)
-    g = np.linspace(lo, hi, cfg.ls_grid); G = np.array([(a, b) for a in g for b in g])
+    """Least-squares estimates of (c1, c2) for B problems: designs
+    X (B, n_sensors), readings y (B, 31, n_sensors) -> (B, 2)."""
+    B, lo, hi = len(X), WAVE["c_lo"], WAVE["c_hi"]
+    y = y.reshape(B, -1)
+    g = np.linspace(lo, hi, cfg.ls_grid)
+    G = np.array([(a, b) for a in g for b in g])
     x, _, uG = wave_fd(G[:, 0], G[:, 1], cfg.dx, cfg.dt, device=device)
-    cost_G = np.stack([((sensor_readings(x, uG, X[b]).reshape(len(G), -1) - y[b])**2).sum(1) for b in range(B)])
-    c = G[cost_G.argmin(1)]; cost = cost_G.min(1); lam = np.full(B, 1e-2); h = 1e-4
+    cost_G = np.stack(
+        [((sensor_readings(x, uG, X[b]).reshape(len(G), -1) - y[b]) ** 2).sum(1) for b in range(B)]
+    )
+    c = G[cost_G.argmin(1)]
+    cost = cost_G.min(1)
+    lam = np.full(B, 1e-2)
+    h = 1e-4
     for _ in range(cfg.ls_iters):
-        F = fd_model(np.concatenate([c, c + [h, 0], c + [0, h]]), np.concatenate([X] * 3), cfg, device)
-        f0, J = F[:B], np.stack([(F[B:2 * B] - F[:B]) / h, (F[2 * B:] - F[:B]) / h], 2)          # (B, m), (B, m, 2)
+        F = fd_model(
+            np.concatenate([c, c + [h, 0], c + [0, h]]), np.concatenate([X] * 3), cfg, device
+        )
+        # (B, m), (B, m, 2)
+        f0, J = F[:B], np.stack([(F[B : 2 * B] - F[:B]) / h, (F[2 * B :] - F[:B]) / h], 2)
         A, gv = np.einsum("bmi,bmj->bij", J, J), np.einsum("bmi,bm->bi", J, f0 - y)
-        Ad = A + lam[:, None, None] * (np.eye(2) * A.diagonal(0, 1, 2)[:, None, :] + 1e-12 * np.eye(2))
+        Ad = A + lam[:, None, None] * (
+            np.eye(2) * A.diagonal(0, 1, 2)[:, None, :] + 1e-12 * np.eye(2)
+        )
         c_new = np.clip(c - np.linalg.solve(Ad, gv[..., None])[..., 0], lo, hi)
-        cost_new = ((fd_model(c_new, X, cfg, device) - y)**2).sum(1)
+        cost_new = ((fd_model(c_new, X, cfg, device) - y) ** 2).sum(1)
         ok = cost_new < cost
-        c, cost, lam = np.where(ok[:, None], c_new, c), np.where(ok, cost_new, cost), np.where(ok, lam / 3, lam * 4)
+        c, cost, lam = (
+            np.where(ok[:, None], c_new, c),
+            np.where(ok, cost_new, cost),
+            np.where(ok, lam / 3, lam * 4),
+        )
     return c
 
-def solve_wave_pinn(theta_SI: dict, X: np.ndarray, y: np.ndarray, pts: dict, cfg: WaveConfig, ckpt: str | None = None,
-                    progress: bool = False) -> np.ndarray:
-    "Inverse-PINN estimates of (c1, c2) for B problems at once: designs X (B, n_sensors), readings y (B, 31, n_sensors) -> (B, 2)."
+
+def solve_wave_pinn(
+    theta_SI: dict,
+    X: np.ndarray,
+    y: np.ndarray,
+    pts: dict,
+    cfg: WaveConfig,
+    ckpt: str | None = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """Inverse-PINN estimates of (c1, c2) for B problems at once: designs
+    X (B, n_sensors), readings y (B, 31, n_sensors) -> (B, 2)."""
     B, dev = len(X), pts["zc"].device
     z = vmap(obs_points)(torch.tensor(X / WAVE["L"], dtype=torch.float32, device=dev))
     beta0 = torch.full((B, 2), (WAVE["c_lo"] + WAVE["c_hi"]) / 2, device=dev)
-    _, beta, _ = train_wave(repeat_params({k: v[None] for k, v in theta_SI.items()}, B), beta0, pts, cfg, cfg.inv_steps,
-                            z_obs=z, y=torch.tensor(y.reshape(B, -1), dtype=torch.float32, device=dev), train_beta=True,
-                            ckpt=ckpt, progress=progress, desc="inverse PINNs")
+    _, beta, _ = train_wave(
+        repeat_params({k: v[None] for k, v in theta_SI.items()}, B),
+        beta0,
+        pts,
+        cfg,
+        cfg.inv_steps,
+        z_obs=z,
+        y=torch.tensor(y.reshape(B, -1), dtype=torch.float32, device=dev),
+        train_beta=True,
+        ckpt=ckpt,
+        progress=progress,
+        desc="inverse PINNs",
+    )
     return fold(beta).cpu().numpy()
 
 # %% ../../nbs/pied/05_wave.ipynb #42e4659e
 WAVE_METHODS = ("PIED-FIST", "PIED-MoTE", "MI", "Random", "Grid")
 
+
 def wave_cache(cfg: WaveConfig, root=None) -> Cache:
-    "The cache of the wave repetitions at `cfg`: keyed by the configuration and the code this module imports (oracle included)."
+    """The cache of the wave repetitions at `cfg`: keyed by the
+    configuration and the code this module imports (oracle included)."""
     return Cache.for_chain("pied", cfg, modules="compendium.pied.wave", root=root)
+
 
 def run_wave_rep(cfg: WaveConfig, rep: int, device=None, root=None, progress: bool = True) -> dict:
     "Run (or load) repetition `rep` on the wave problem: tables errors, designs, fit."
     cache = wave_cache(cfg, root)
-    return cache(f"wave-rep{rep}", lambda: compute_wave_rep(cfg, rep, cache, device, root, progress), kind="tables", device=device)
+    return cache(
+        f"wave-rep{rep}",
+        lambda: compute_wave_rep(cfg, rep, cache, device, root, progress),
+        kind="tables",
+        device=device,
+    )
 
-def compute_wave_rep(cfg: WaveConfig, rep: int, cache: Cache, device=None, root=None, progress: bool = True) -> dict:
-    "The tables of wave repetition `rep`; its meta-initialisation and forward ensemble are one entry of `cache` too."
+
+def compute_wave_rep(
+    cfg: WaveConfig, rep: int, cache: Cache, device=None, root=None, progress: bool = True
+) -> dict:
+    """The tables of wave repetition `rep`; its meta-initialisation
+    and forward ensemble are one entry of `cache` too."""
     P, key = paths("pied", cfg, root), cache.key
-    seed_r = cfg.seed + rep; ck = lambda name: str(P.checkpoints/f"wave-{name}-rep{rep}-{key}.safetensors")
+    seed_r = cfg.seed + rep
+
+    def ck(name):
+        return str(P.checkpoints / f"wave-{name}-rep{rep}-{key}.safetensors")
+
     pts = wave_points(cfg, seed=seed_r, device=device)
+
     def phases():
-        t0 = time.time(); theta_SI, _ = wave_meta_init(cfg, seed_r, pts, device, ckpt=ck("meta"), progress=progress); t_meta = time.time() - t0
-        t0 = time.time(); theta_E, beta_E, _ = wave_forward_ensemble(theta_SI, cfg, seed_r, pts, ckpt=ck("forward"), progress=progress)
-        return {**theta_E, "beta": beta_E, **{"SI." + k: v for k, v in theta_SI.items()}}, {"t_meta": t_meta, "t_fwd": time.time() - t0}
+        t0 = time.time()
+        theta_SI, _ = wave_meta_init(cfg, seed_r, pts, device, ckpt=ck("meta"), progress=progress)
+        t_meta = time.time() - t0
+        t0 = time.time()
+        theta_E, beta_E, _ = wave_forward_ensemble(
+            theta_SI, cfg, seed_r, pts, ckpt=ck("forward"), progress=progress
+        )
+        return {**theta_E, "beta": beta_E, **{"SI." + k: v for k, v in theta_SI.items()}}, {
+            "t_meta": t_meta,
+            "t_fwd": time.time() - t0,
+        }
+
     arr, meta = cache(f"wave-forward-rep{rep}", phases, kind="checkpoint", device=device)
     arr, t_meta, t_fwd = dict(arr), meta["t_meta"], meta["t_fwd"]
-    beta_E = arr.pop("beta").to(device); theta_SI = {k[3:]: arr.pop(k).to(device) for k in list(arr) if k.startswith("SI.")}
+    beta_E = arr.pop("beta").to(device)
+    theta_SI = {k[3:]: arr.pop(k).to(device) for k in list(arr) if k.startswith("SI.")}
     theta_E = {k: v.to(device) for k, v in arr.items()}
-    fit = pd.DataFrame({"rep": rep, "member": np.arange(cfg.E), "c1": beta_E[:, 0].cpu().numpy(), "c2": beta_E[:, 1].cpu().numpy(),
-                        "rel_l2": pinn_fit_error(theta_E, beta_E, cfg)})
+    fit = pd.DataFrame(
+        {
+            "rep": rep,
+            "member": np.arange(cfg.E),
+            "c1": beta_E[:, 0].cpu().numpy(),
+            "c2": beta_E[:, 1].cpu().numpy(),
+            "rel_l2": pinn_fit_error(theta_E, beta_E, cfg),
+        }
+    )
     designs = wave_designs(cfg, seed_r, theta_E, beta_E, pts, progress)
-    dtab = pd.DataFrame([dict(rep=rep, method=m, design=i, **{f"x{j + 1}": v for j, v in enumerate(X)}, seconds=d["seconds"],
-                              criterion=d["criterion"]) for m, d in designs.items() for i, X in enumerate(d["X"])]
-                        + [dict(rep=rep, method="shared: meta-init", seconds=t_meta), dict(rep=rep, method="shared: forward ensemble", seconds=t_fwd)])
+    dtab = pd.DataFrame(
+        [
+            dict(
+                rep=rep,
+                method=m,
+                design=i,
+                **{f"x{j + 1}": v for j, v in enumerate(X)},
+                seconds=d["seconds"],
+                criterion=d["criterion"],
+            )
+            for m, d in designs.items()
+            for i, X in enumerate(d["X"])
+        ]
+        + [
+            dict(rep=rep, method="shared: meta-init", seconds=t_meta),
+            dict(rep=rep, method="shared: forward ensemble", seconds=t_fwd),
+        ]
+    )
     tp = wave_test_problems(cfg, rep)
-    x, _, U = wave_fd(tp["c"][:, 0], tp["c"][:, 1], cfg.dx, cfg.dt, device=device)               # the truth, once per test problem
+    # the truth, once per test problem
+    x, _, U = wave_fd(tp["c"][:, 0], tp["c"][:, 1], cfg.dx, cfg.dt, device=device)
     stack = [(m, i, X) for m in WAVE_METHODS for i, X in enumerate(designs[m]["X"])]
     X_all = np.concatenate([np.broadcast_to(X, (cfg.n_test, len(X))) for _, _, X in stack])
     y_all = np.concatenate([sensor_readings(x, U, X) + cfg.noise * tp["eps"] for _, _, X in stack])
     c_all = np.concatenate([tp["c"]] * len(stack))
-    est = {"least squares": solve_fd_ls(X_all, y_all, cfg, device),
-           "inverse PINN": solve_wave_pinn(theta_SI, X_all, y_all, pts, cfg, ckpt=ck("inverse"), progress=progress)}
-    rows = [dict(rep=rep, method=m, design=i, solver=s, test=j, c1=tp["c"][j, 0], c2=tp["c"][j, 1],
-                 error=float(np.linalg.norm(e[n * cfg.n_test + j] - c_all[n * cfg.n_test + j])))
-            for s, e in est.items() for n, (m, i, _) in enumerate(stack) for j in range(cfg.n_test)]
+    est = {
+        "least squares": solve_fd_ls(X_all, y_all, cfg, device),
+        "inverse PINN": solve_wave_pinn(
+            theta_SI, X_all, y_all, pts, cfg, ckpt=ck("inverse"), progress=progress
+        ),
+    }
+    rows = [
+        dict(
+            rep=rep,
+            method=m,
+            design=i,
+            solver=s,
+            test=j,
+            c1=tp["c"][j, 0],
+            c2=tp["c"][j, 1],
+            error=float(np.linalg.norm(e[n * cfg.n_test + j] - c_all[n * cfg.n_test + j])),
+        )
+        for s, e in est.items()
+        for n, (m, i, _) in enumerate(stack)
+        for j in range(cfg.n_test)
+    ]
     return dict(errors=pd.DataFrame(rows), designs=dtab, fit=fit)

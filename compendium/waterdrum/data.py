@@ -6,15 +6,20 @@ Docs: https://compendium-dev.github.io/compendium/waterdrum/data.html.md"""
 
 # %% ../../nbs/waterdrum/01_data.ipynb #31222b27
 from __future__ import annotations
-import copy, math
+import copy
+import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 import torch
 from ..core.config import ScaledConfig, ConfigError
 from ..core.artifacts import paths, MissingArtifact
 from ..core.text import train_tokenizer
+
+if TYPE_CHECKING:  # names of the string annotations only
+    import pandas as pd
+    from transformers import PreTrainedTokenizerFast
 
 # %% auto #0
 __all__ = ['CONS', 'VOW', 'WaterDrumConfig', 'pseudo_words', 'make_lexicon', 'make_facts', 'plain_render', 'word_ids',
@@ -24,64 +29,103 @@ __all__ = ['CONS', 'VOW', 'WaterDrumConfig', 'pseudo_words', 'make_lexicon', 'ma
 @dataclass(frozen=True)
 class WaterDrumConfig(ScaledConfig):
     "The WaterDrum chain's configuration (defaults = `default` scale)."
+
     # data
-    n_owners: int = 20              # watermarked data owners (the paper's 20 arXiv categories); keys 0 .. n_owners-1
-    docs_per_owner: int = 30        # documents (entities) per owner
-    n_facts: int = 3                # facts (sentences) per document
-    n_slots: int = 6                # synonym slots per sentence (the free wording that carries the mark)
-    n_options: int = 8              # words per slot class
-    n_relations: int = 6            # relation words per owner
-    n_values: int = 16              # value words per owner
-    vocab_size: int = 1024          # BPE vocabulary trained here (every slot word is one token)
-    kappa: float = 2.0              # Waterfall perturbation strength (WaterDrum uses 2)
-    k_p: int = 1                    # Fourier frequency of the perturbation
-    forget_owner: int = 0           # the owner to unlearn
-    semdup_key: int = 1000          # key of the semantic duplicates (another owner's paraphrase key, never an owner's)
+    # watermarked data owners (the paper's 20 arXiv categories); keys 0 .. n_owners-1
+    n_owners: int = 20
+    docs_per_owner: int = 30  # documents (entities) per owner
+    n_facts: int = 3  # facts (sentences) per document
+    n_slots: int = 6  # synonym slots per sentence (the free wording that carries the mark)
+    n_options: int = 8  # words per slot class
+    n_relations: int = 6  # relation words per owner
+    n_values: int = 16  # value words per owner
+    vocab_size: int = 1024  # BPE vocabulary trained here (every slot word is one token)
+    kappa: float = 2.0  # Waterfall perturbation strength (WaterDrum uses 2)
+    k_p: int = 1  # Fourier frequency of the perturbation
+    forget_owner: int = 0  # the owner to unlearn
+    # key of the semantic duplicates (another owner's paraphrase key, never an owner's)
+    semdup_key: int = 1000
     # model (a Llama-style causal LM from a config, trained here on all owners)
     d_model: int = 96
     n_layers: int = 3
     n_heads: int = 4
-    epochs: int = 40                # passes over the training documents
+    epochs: int = 40  # passes over the training documents
     batch_size: int = 32
     lr: float = 3e-3
-    ckpt_every: int = 100           # optimiser steps between checkpoints
+    ckpt_every: int = 100  # optimiser steps between checkpoints
     # the metric
-    samples: int = 32               # sampled continuations per forget prompt (the paper: 10 of up to 200 tokens)
-    prompt_facts: int = 1           # the prompt is the document's first `prompt_facts` sentences
-    eval_docs: int = 16             # documents per owner scored on every model (all of the forget owner's)
-    key_samples: int = 8            # continuations per document scored under every owner's key (key specificity, original model)
-    mink_frac: float = 0.2          # Min-K% membership score: the fraction k of lowest token log-likelihoods
+    samples: int = 32  # sampled continuations per forget prompt (the paper: 10 of up to 200 tokens)
+    prompt_facts: int = 1  # the prompt is the document's first `prompt_facts` sentences
+    eval_docs: int = 16  # documents per owner scored on every model (all of the forget owner's)
+    # continuations per document scored under every owner's key (key specificity, original model)
+    key_samples: int = 8
+    # Min-K% membership score: the fraction k of lowest token log-likelihoods
+    mink_frac: float = 0.2
     # experiments
-    calib_fracs: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)   # fraction of the forget owner's data kept
-    methods: tuple[str, ...] = ("FT", "GA", "GD", "KL")             # unlearning methods besides retraining
-    unlearn_epochs: int = 5         # passes over the forget set (the paper: 5)
-    unlearn_lr: float = 5e-4        # learning rate of unlearning (the paper: 10x below fine-tuning)
-    ft_epochs: int = 4              # passes over the retain set of fine-tuning on retain
+    # fraction of the forget owner's data kept
+    calib_fracs: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    methods: tuple[str, ...] = ("FT", "GA", "GD", "KL")  # unlearning methods besides retraining
+    unlearn_epochs: int = 5  # passes over the forget set (the paper: 5)
+    unlearn_lr: float = 5e-4  # learning rate of unlearning (the paper: 10x below fine-tuning)
+    ft_epochs: int = 4  # passes over the retain set of fine-tuning on retain
     # paper scale only: the hub model and data sets (never loaded at ci / default)
-    hub_model: str = ""             # e.g. meta-llama/Llama-2-7b-hf
-    hub_data: str = ""              # e.g. Glow-AI/WaterDrum-Ax
+    hub_model: str = ""  # e.g. meta-llama/Llama-2-7b-hf
+    hub_data: str = ""  # e.g. Glow-AI/WaterDrum-Ax
     lora_r: int = 8
     lora_alpha: int = 32
     lora_dropout: float = 0.05
-    max_new_tokens: int = 0         # 0: two sentences of the generated language; paper: 200
+    max_new_tokens: int = 0  # 0: two sentences of the generated language; paper: 200
     presets: ClassVar[dict] = {
-        "ci": dict(n_owners=4, docs_per_owner=12, vocab_size=512, d_model=64, n_layers=2, epochs=80, samples=8,
-                   eval_docs=6, key_samples=4, calib_fracs=(0.0, 0.5, 1.0), unlearn_epochs=2, ft_epochs=1, ckpt_every=50),
-        "paper": dict(hub_model="meta-llama/Llama-2-7b-hf", hub_data="Glow-AI/WaterDrum-Ax", samples=10,
-                      max_new_tokens=200, epochs=20, batch_size=128, lr=1e-3, unlearn_lr=1e-4, unlearn_epochs=5,
-                      calib_fracs=tuple(i / 10 for i in range(11))),
+        "ci": dict(
+            n_owners=4,
+            docs_per_owner=12,
+            vocab_size=512,
+            d_model=64,
+            n_layers=2,
+            epochs=80,
+            samples=8,
+            eval_docs=6,
+            key_samples=4,
+            calib_fracs=(0.0, 0.5, 1.0),
+            unlearn_epochs=2,
+            ft_epochs=1,
+            ckpt_every=50,
+        ),
+        "paper": dict(
+            hub_model="meta-llama/Llama-2-7b-hf",
+            hub_data="Glow-AI/WaterDrum-Ax",
+            samples=10,
+            max_new_tokens=200,
+            epochs=20,
+            batch_size=128,
+            lr=1e-3,
+            unlearn_lr=1e-4,
+            unlearn_epochs=5,
+            calib_fracs=tuple(i / 10 for i in range(11)),
+        ),
     }
 
     def __post_init__(self):
         super().__post_init__()
         if not 0 <= self.forget_owner < self.n_owners:
-            raise ConfigError(f"WaterDrumConfig: forget_owner {self.forget_owner} must be < n_owners={self.n_owners}")
+            raise ConfigError(
+                f"WaterDrumConfig: forget_owner {self.forget_owner} must be < "
+                f"n_owners={self.n_owners}"
+            )
         if self.semdup_key < self.n_owners + 1:
-            raise ConfigError(f"WaterDrumConfig: semdup_key {self.semdup_key} collides with an owner's key (0..{self.n_owners})")
+            raise ConfigError(
+                f"WaterDrumConfig: semdup_key {self.semdup_key} collides with an owner's "
+                f"key (0..{self.n_owners})"
+            )
         if self.prompt_facts >= self.n_facts:
-            raise ConfigError(f"WaterDrumConfig: prompt_facts {self.prompt_facts} must be < n_facts={self.n_facts}")
+            raise ConfigError(
+                f"WaterDrumConfig: prompt_facts {self.prompt_facts} must be < "
+                f"n_facts={self.n_facts}"
+            )
         if not (0.0 in self.calib_fracs and 1.0 in self.calib_fracs):
-            raise ConfigError("WaterDrumConfig: calib_fracs must contain 0.0 (retrain) and 1.0 (original)")
+            raise ConfigError(
+                "WaterDrumConfig: calib_fracs must contain 0.0 (retrain) and 1.0 (original)"
+            )
 
     @property
     def control_key(self) -> int:
@@ -91,122 +135,211 @@ class WaterDrumConfig(ScaledConfig):
 # %% ../../nbs/waterdrum/01_data.ipynb #e0d644d0
 CONS, VOW = "bdfgklmnprstvz", "aeiou"
 
-def pseudo_words(rng: np.random.Generator, n: int, syllables=(2, 3), taken: set | None = None) -> list[str]:
-    "`n` distinct pseudo-words of `syllables` consonant-vowel syllables, none in `taken` (which is updated)."
-    taken = set() if taken is None else taken; out = []
+
+def pseudo_words(
+    rng: np.random.Generator, n: int, syllables=(2, 3), taken: set | None = None
+) -> list[str]:
+    """`n` distinct pseudo-words of `syllables` consonant-vowel
+    syllables, none in `taken` (which is updated)."""
+    taken = set() if taken is None else taken
+    out = []
     while len(out) < n:
-        w = "".join(rng.choice(list(CONS)) + rng.choice(list(VOW)) for _ in range(rng.integers(syllables[0], syllables[1] + 1)))
-        if w not in taken: taken.add(w); out.append(w)
+        w = "".join(
+            rng.choice(list(CONS)) + rng.choice(list(VOW))
+            for _ in range(rng.integers(syllables[0], syllables[1] + 1))
+        )
+        if w not in taken:
+            taken.add(w)
+            out.append(w)
     return out
 
+
 def make_lexicon(cfg: WaterDrumConfig) -> dict:
-    "The slot classes and, for every owner (and the control, last), its relations, values and entity names."
-    rng = np.random.default_rng([cfg.seed, 1]); taken = set()
+    """The slot classes and, for every owner (and the control,
+    last), its relations, values and entity names."""
+    rng = np.random.default_rng([cfg.seed, 1])
+    taken = set()
     slots = [pseudo_words(rng, cfg.n_options, (2, 2), taken) for _ in range(cfg.n_slots)]
-    owners = [dict(rel=pseudo_words(rng, cfg.n_relations, (2, 3), taken), val=pseudo_words(rng, cfg.n_values, (2, 3), taken),
-                   ent=pseudo_words(rng, cfg.docs_per_owner, (3, 3), taken)) for _ in range(cfg.n_owners + 1)]
+    owners = [
+        dict(
+            rel=pseudo_words(rng, cfg.n_relations, (2, 3), taken),
+            val=pseudo_words(rng, cfg.n_values, (2, 3), taken),
+            ent=pseudo_words(rng, cfg.docs_per_owner, (3, 3), taken),
+        )
+        for _ in range(cfg.n_owners + 1)
+    ]
     return dict(slots=slots, owners=owners)
+
 
 def make_facts(cfg: WaterDrumConfig, lex: dict) -> list[list[tuple]]:
     "Per owner, per document: `(entity, [(relation, value), ...])`, seeded by (seed, owner)."
     out = []
     for c, o in enumerate(lex["owners"]):
-        rng = np.random.default_rng([cfg.seed, 2, c]); docs = []
+        rng = np.random.default_rng([cfg.seed, 2, c])
+        docs = []
         for e in o["ent"]:
-            rels = rng.choice(len(o["rel"]), cfg.n_facts, replace=False); vals = rng.integers(0, len(o["val"]), cfg.n_facts)
+            rels = rng.choice(len(o["rel"]), cfg.n_facts, replace=False)
+            vals = rng.integers(0, len(o["val"]), cfg.n_facts)
             docs.append((e, [(o["rel"][r], o["val"][v]) for r, v in zip(rels, vals)]))
         out.append(docs)
     return out
 
 # %% ../../nbs/waterdrum/01_data.ipynb #7f45c36f
 def plain_render(docs, slots, rng: np.random.Generator) -> list[str]:
-    "Render documents with uniformly drawn slot words (no watermark): the tokenizer's training text."
-    return [" ".join(w for rel, val in fs for w in (e, rel, val, *(s[rng.integers(len(s))] for s in slots)))
-            for e, fs in docs]
+    """Render documents with uniformly drawn slot words
+    (no watermark): the tokenizer's training text."""
+    return [
+        " ".join(
+            w for rel, val in fs for w in (e, rel, val, *(s[rng.integers(len(s))] for s in slots))
+        )
+        for e, fs in docs
+    ]
+
 
 def word_ids(tok, w: str) -> list[int]:
     "The token ids of word `w` inside a text (after a space)."
     return tok(" " + w, add_special_tokens=False)["input_ids"]
 
+
 def make_tokenizer(cfg: WaterDrumConfig, lex: dict, facts: list) -> "PreTrainedTokenizerFast":
-    "Train the BPE tokenizer on two unmarked renderings of every document; check every slot word is a single token."
+    """Train the BPE tokenizer on two unmarked renderings of
+    every document; check every slot word is a single token."""
     rng = np.random.default_rng([cfg.seed, 3])
     texts = [t for _ in range(2) for docs in facts for t in plain_render(docs, lex["slots"], rng)]
     tok = train_tokenizer(texts, vocab_size=cfg.vocab_size)
     bad = [w for s in lex["slots"] for w in s if len(word_ids(tok, w)) != 1]
-    if bad: raise ConfigError(f"slot words split into several tokens: {bad[:5]}; raise vocab_size")
+    if bad:
+        raise ConfigError(f"slot words split into several tokens: {bad[:5]}; raise vocab_size")
     return tok
 
 # %% ../../nbs/waterdrum/01_data.ipynb #336a6b97
 def watermarker(tok, key: int = 0, kappa: float = 2.0, k_p: int = 1):
-    "The `waterfall` package's `Watermarker` on a private copy of `tok` (it sets the copy's pad token), without a model."
+    """The `waterfall` package's `Watermarker` on a private copy
+    of `tok` (it sets the copy's pad token), without a model."""
     from waterfall.WatermarkerBase import Watermarker
+
     return Watermarker(tokenizer=copy.deepcopy(tok), model=None, id=key, kappa=kappa, k_p=k_p)
 
-def render(tok, slots: list[list[str]], docs: list[tuple], key: int, kappa: float, seed: int, k_p: int = 1) -> tuple[list[str], list[list[int]]]:
-    "Write `docs` ((entity, [(relation, value)])) under `key`: facts exact, slot words sampled from the perturbed distribution."
-    wm = watermarker(tok, key, max(kappa, 0.0), k_p); proc = wm.logits_processor
+
+def render(
+    tok, slots: list[list[str]], docs: list[tuple], key: int, kappa: float, seed: int, k_p: int = 1
+) -> tuple[list[str], list[list[int]]]:
+    """Write `docs` ((entity, [(relation, value)])) under `key`: facts
+    exact, slot words sampled from the perturbed distribution."""
+    wm = watermarker(tok, key, max(kappa, 0.0), k_p)
+    proc = wm.logits_processor
     opt = [torch.tensor([word_ids(tok, w)[0] for w in s]) for s in slots]
     g = torch.Generator().manual_seed(seed)
-    B = len(docs); seqs = [[] for _ in range(B)]; words = [[] for _ in range(B)]
-    if kappa > 0: proc.reset(); proc(torch.zeros((B, 1), dtype=torch.long), torch.zeros(B, wm.N))   # prime
+    B = len(docs)
+    seqs = [[] for _ in range(B)]
+    words = [[] for _ in range(B)]
+    # prime
+    if kappa > 0:
+        proc.reset()
+        proc(torch.zeros((B, 1), dtype=torch.long), torch.zeros(B, wm.N))
     for f in range(len(docs[0][1])):
         for b, (e, fs) in enumerate(docs):
-            for w in (e, *fs[f]): seqs[b] += word_ids(tok, w); words[b].append(w)
+            for w in (e, *fs[f]):
+                seqs[b] += word_ids(tok, w)
+                words[b].append(w)
         for s, ids in enumerate(opt):
-            ell = torch.full((B, wm.N), -math.inf); ell[:, ids] = 0.0                       # base logits: uniform over the options
-            if kappa > 0: ell = proc(torch.tensor([[0, x[-1]] for x in seqs]), ell)         # + kappa * phi(pi_{mu, w_{t-1}}(v))
+            # base logits: uniform over the options
+            ell = torch.full((B, wm.N), -math.inf)
+            ell[:, ids] = 0.0
+            # + kappa * phi(pi_{mu, w_{t-1}}(v))
+            if kappa > 0:
+                ell = proc(torch.tensor([[0, x[-1]] for x in seqs]), ell)
             pick = torch.multinomial(torch.softmax(ell, -1), 1, generator=g)[:, 0].tolist()
-            for b in range(B): seqs[b].append(pick[b]); words[b].append(slots[s][ids.tolist().index(pick[b])])
+            for b in range(B):
+                seqs[b].append(pick[b])
+                words[b].append(slots[s][ids.tolist().index(pick[b])])
     return [" ".join(w) for w in words], seqs
 
 # %% ../../nbs/waterdrum/01_data.ipynb #2984ae8a
-def build_corpus(cfg: WaterDrumConfig, progress: bool = False) -> tuple[list[dict], "PreTrainedTokenizerFast", dict]:
+def build_corpus(
+    cfg: WaterDrumConfig, progress: bool = False
+) -> tuple[list[dict], "PreTrainedTokenizerFast", dict]:
     "All documents of `cfg` as rows, the tokenizer, and the lexicon."
     from tqdm.auto import tqdm
-    lex = make_lexicon(cfg); facts = make_facts(cfg, lex); tok = make_tokenizer(cfg, lex, facts)
+
+    lex = make_lexicon(cfg)
+    facts = make_facts(cfg, lex)
+    tok = make_tokenizer(cfg, lex, facts)
     rows = []
+
     def add(c, kind, key, kappa, seed):
         texts, _ = render(tok, lex["slots"], facts[c], key, kappa, seed, cfg.k_p)
-        rows.extend(dict(owner=c, doc=d, kind=kind, key=key if kappa > 0 else -1, text=t, entity=facts[c][d][0],
-                         relations=[r for r, _ in facts[c][d][1]], values=[v for _, v in facts[c][d][1]]) for d, t in enumerate(texts))
+        rows.extend(
+            dict(
+                owner=c,
+                doc=d,
+                kind=kind,
+                key=key if kappa > 0 else -1,
+                text=t,
+                entity=facts[c][d][0],
+                relations=[r for r, _ in facts[c][d][1]],
+                values=[v for _, v in facts[c][d][1]],
+            )
+            for d, t in enumerate(texts)
+        )
+
     for c in tqdm(range(cfg.n_owners), desc="owners", disable=not progress):
         add(c, "owner", c, cfg.kappa, cfg.seed * 1000 + c)
     add(cfg.control_key, "control", cfg.control_key, 0.0, cfg.seed * 1000 + cfg.control_key)
     add(cfg.forget_owner, "semdup", cfg.semdup_key, cfg.kappa, cfg.seed * 1000 + 999)
-    rows += [dict(r, kind="exact") for r in rows if r["kind"] == "owner" and r["owner"] == cfg.forget_owner]
+    rows += [
+        dict(r, kind="exact")
+        for r in rows
+        if r["kind"] == "owner" and r["owner"] == cfg.forget_owner
+    ]
     return rows, tok, lex
 
 # %% ../../nbs/waterdrum/01_data.ipynb #0e678906
 def save_corpus(cfg: WaterDrumConfig, rows: list[dict], tok, root=None) -> Path:
     "Save the rows (datasets) and the tokenizer under `data/waterdrum/<scale>/`."
-    import datasets
+
     d = paths("waterdrum", cfg, root).data
-    datasets.Dataset.from_list(rows).save_to_disk(str(d/"corpus")); tok.save_pretrained(str(d/"tokenizer"))
-    (d/"seed.txt").write_text(str(cfg.seed))
+    datasets.Dataset.from_list(rows).save_to_disk(str(d / "corpus"))
+    tok.save_pretrained(str(d / "tokenizer"))
+    (d / "seed.txt").write_text(str(cfg.seed))
     return d
+
 
 def load_corpus(cfg: WaterDrumConfig, root=None):
     "The saved corpus of `cfg` as a pandas DataFrame, and its tokenizer."
-    import datasets
     from transformers import AutoTokenizer
+
     d = paths("waterdrum", cfg, root, make=False).data
-    if not (d/"corpus").exists(): raise MissingArtifact(f"missing WaterDrum corpus {d/'corpus'}; run nbs/waterdrum/01_data.ipynb first")
-    if (d/"seed.txt").read_text().strip() != str(cfg.seed): raise MissingArtifact(f"the corpus in {d} is for another seed; rerun 01_data")
-    df = datasets.load_from_disk(str(d/"corpus")).to_pandas()
-    if df.owner.max() != cfg.n_owners or (df.kind == "owner").sum() != cfg.n_owners * cfg.docs_per_owner:
-        raise MissingArtifact(f"the corpus in {d} has another shape than the configuration; rerun 01_data")
-    return df, AutoTokenizer.from_pretrained(str(d/"tokenizer"), padding_side="left")
+    if not (d / "corpus").exists():
+        raise MissingArtifact(
+            f"missing WaterDrum corpus {d / 'corpus'}; run nbs/waterdrum/01_data.ipynb first"
+        )
+    if (d / "seed.txt").read_text().strip() != str(cfg.seed):
+        raise MissingArtifact(f"the corpus in {d} is for another seed; rerun 01_data")
+    df = datasets.load_from_disk(str(d / "corpus")).to_pandas()
+    if (
+        df.owner.max() != cfg.n_owners
+        or (df.kind == "owner").sum() != cfg.n_owners * cfg.docs_per_owner
+    ):
+        raise MissingArtifact(
+            f"the corpus in {d} has another shape than the configuration; rerun 01_data"
+        )
+    return df, AutoTokenizer.from_pretrained(str(d / "tokenizer"), padding_side="left")
 
 # %% ../../nbs/waterdrum/01_data.ipynb #32fc741a
 def load_paper_data(cfg: WaterDrumConfig, subset: str = "forget_01") -> "pd.DataFrame":
-    "The paper's data set `cfg.hub_data` (needs the hub), one row per text with its split as `kind` (full, retain, forget, exact_duplicate, semantic_duplicate for WaterDrum-Ax's forget_01)."
-    import datasets, pandas as pd
-    if not cfg.hub_data: raise ConfigError("load_paper_data needs hub_data (paper scale), e.g. Glow-AI/WaterDrum-Ax")
+    """The paper's data set `cfg.hub_data` (needs the hub), one row per
+    text with its split as `kind` (full, retain, forget,
+    exact_duplicate, semantic_duplicate for WaterDrum-Ax's forget_01)."""
+    import pandas as pd
+
+    if not cfg.hub_data:
+        raise ConfigError("load_paper_data needs hub_data (paper scale), e.g. Glow-AI/WaterDrum-Ax")
     ds = datasets.load_dataset(cfg.hub_data, subset)
     frames = []
     for split, d in ds.items():
         f = d.to_pandas()
-        key = next((c for c in ("id", "category", "labels", "label") if c in f), None)   # the owner's key column, where the split has one
+        # the owner's key column, where the split has one
+        key = next((c for c in ("id", "category", "labels", "label") if c in f), None)
         frames.append(f.assign(kind=split, owner=f[key] if key else -1))
     return pd.concat(frames, ignore_index=True)

@@ -21,14 +21,20 @@ __all__ = ['q_scores', 'q_manual', 'n_scored', 'substitute', 'split_doc', 'cont_
 def q_scores(wm, texts: list[str], keys) -> np.ndarray:
     "q-score of every text under every key: `Watermarker.verify`, shape (texts, keys)."
     keys = [int(k) for k in np.atleast_1d(keys)]
-    if not texts: return np.zeros((0, len(keys)))
-    return wm.verify(list(texts), id=keys, batch_size=2**20)[:, :, 0].astype(float)   # one batch: no worker pool
+    if not texts:
+        return np.zeros((0, len(keys)))
+    # one batch: no worker pool
+    return wm.verify(list(texts), id=keys, batch_size=2**20)[:, :, 0].astype(float)
+
 
 def q_manual(tok, text: str, mu: int, k_p: int = 1) -> float:
-    "The q-score from its definition: the mean of cos(2 pi k_p pi_{mu, w_{t-1}}(w_t) / N) over the text's tokens."
-    w = tok.encode(text, add_special_tokens=False); N = tok.vocab_size
+    """The q-score from its definition: the mean of cos(2 pi
+    k_p pi_{mu, w_{t-1}}(w_t) / N) over the text's tokens."""
+    w = tok.encode(text, add_special_tokens=False)
+    N = tok.vocab_size
     j = [np.random.RandomState((mu, w[t - 1])).permutation(N)[w[t]] for t in range(1, len(w))]
     return float(np.mean(np.cos(2 * np.pi * k_p * np.array(j) / N)))
+
 
 def n_scored(tok, texts: list[str]) -> np.ndarray:
     "The number of tokens each text's q-score averages over (its tokens minus the first)."
@@ -36,71 +42,131 @@ def n_scored(tok, texts: list[str]) -> np.ndarray:
 
 # %% ../../nbs/waterdrum/02_waterdrum.ipynb #8f8387ff
 def substitute(text: str, slots: list[list[str]], rho: float, rng: np.random.Generator) -> str:
-    "Replace each slot word of `text` with probability `rho` by a uniformly drawn word of the same slot class."
+    """Replace each slot word of `text` with probability `rho`
+    by a uniformly drawn word of the same slot class."""
     cls = {w: s for s in slots for w in s}
-    return " ".join(s[rng.integers(len(s))] if (s := cls.get(w)) and rng.random() < rho else w for w in text.split())
+    return " ".join(
+        s[rng.integers(len(s))] if (s := cls.get(w)) and rng.random() < rho else w
+        for w in text.split()
+    )
 
 # %% ../../nbs/waterdrum/02_waterdrum.ipynb #fa9ca2b5
 def split_doc(text: str, n_slots: int, prompt_facts: int = 1) -> tuple[str, str]:
-    "A document's prompt (its first `prompt_facts` sentences) and the reference continuation (the rest)."
-    w = text.split(); k = prompt_facts * (n_slots + 3)
+    """A document's prompt (its first `prompt_facts`
+    sentences) and the reference continuation (the rest)."""
+    w = text.split()
+    k = prompt_facts * (n_slots + 3)
     return " ".join(w[:k]), " " + " ".join(w[k:])
 
+
 def cont_tokens(cfg: WaterDrumConfig) -> int:
-    "Tokens to generate per continuation: `max_new_tokens`, else the length of the rest of a document (with room for split entity names)."
+    """Tokens to generate per continuation: `max_new_tokens`, else the
+    length of the rest of a document (with room for split entity names)."""
     return cfg.max_new_tokens or (cfg.n_facts - cfg.prompt_facts) * (cfg.n_slots + 5)
 
-def continuations(model, tok, prompts: list[str], S: int, max_new_tokens: int, seed: int, batch_size: int = 256, progress: bool = False) -> list[list[str]]:
+
+def continuations(
+    model,
+    tok,
+    prompts: list[str],
+    S: int,
+    max_new_tokens: int,
+    seed: int,
+    batch_size: int = 256,
+    progress: bool = False,
+) -> list[list[str]]:
     "`S` sampled continuations (temperature 1, full distribution) of each prompt."
-    flat = generate(model, tok, [p for p in prompts for _ in range(S)], max_new_tokens=max_new_tokens, batch_size=batch_size,
-                    do_sample=True, temperature=1.0, seed=seed, progress=progress)
-    return [flat[i * S:(i + 1) * S] for i in range(len(prompts))]
+    flat = generate(
+        model,
+        tok,
+        [p for p in prompts for _ in range(S)],
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        do_sample=True,
+        temperature=1.0,
+        seed=seed,
+        progress=progress,
+    )
+    return [flat[i * S : (i + 1) * S] for i in range(len(prompts))]
+
 
 def waterdrum(wm, tok, samples: list[list[str]], mu) -> np.ndarray:
-    "Per prompt: the length-weighted mean q-score of its continuations under key `mu` (an int, or one key per prompt)."
+    """Per prompt: the length-weighted mean q-score of its
+    continuations under key `mu` (an int, or one key per prompt)."""
     mus = np.broadcast_to(np.atleast_1d(mu), (len(samples),))
     out = np.zeros(len(samples))
     for k in np.unique(mus):
-        idx = np.flatnonzero(mus == k); flat = [y for i in idx for y in samples[i]]
+        idx = np.flatnonzero(mus == k)
+        flat = [y for i in idx for y in samples[i]]
         q, L = q_scores(wm, flat, [k])[:, 0], n_scored(tok, flat)
         S = len(samples[idx[0]])
-        out[idx] = (q * L).reshape(len(idx), S).sum(1) / np.maximum(L.reshape(len(idx), S).sum(1), 1)
+        out[idx] = (q * L).reshape(len(idx), S).sum(1) / np.maximum(
+            L.reshape(len(idx), S).sum(1), 1
+        )
     return out
 
+
 def waterdrum_set(per_doc: np.ndarray, lengths: np.ndarray) -> float:
-    "The metric of a whole forget set from per-document values and their scored-token counts (the length-weighted mean)."
+    """The metric of a whole forget set from per-document values
+    and their scored-token counts (the length-weighted mean)."""
     return float((per_doc * lengths).sum() / lengths.sum())
 
 # %% ../../nbs/waterdrum/02_waterdrum.ipynb #983c3f99
 def rouge_l_recall(samples: list[list[str]], refs: list[str]) -> np.ndarray:
-    "Per document: the mean ROUGE-L recall of its sampled continuations against its reference continuation."
+    """Per document: the mean ROUGE-L recall of its sampled
+    continuations against its reference continuation."""
     from rouge_score import rouge_scorer
+
     sc = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
-    return np.array([np.mean([sc.score(r, y)["rougeL"].recall for y in ys]) for ys, r in zip(samples, refs)])
+    return np.array(
+        [np.mean([sc.score(r, y)["rougeL"].recall for y in ys]) for ys, r in zip(samples, refs)]
+    )
+
 
 @torch.no_grad()
-def fact_recall(model, tok, entities: list[str], relations: list[list[str]], values: list[list[str]], batch_size: int = 256) -> np.ndarray:
+def fact_recall(
+    model,
+    tok,
+    entities: list[str],
+    relations: list[list[str]],
+    values: list[list[str]],
+    batch_size: int = 256,
+) -> np.ndarray:
     "Per document: the share of facts (entity, relation) -> value the model completes greedily."
     prompts = [f"{e} {r}" for e, rs in zip(entities, relations) for r in rs]
     out = generate(model, tok, prompts, max_new_tokens=6, batch_size=batch_size, do_sample=False)
-    hit = np.array([(o.split() or [""])[0] == v for o, v in zip(out, [v for vs in values for v in vs])], float)
+    hit = np.array(
+        [(o.split() or [""])[0] == v for o, v in zip(out, [v for vs in values for v in vs])], float
+    )
     return hit.reshape(len(entities), -1).mean(1)
+
 
 @torch.no_grad()
 def token_logprobs(model, tok, texts: list[str], batch_size: int = 64) -> list[np.ndarray]:
     "log p(x_t | x_<t) of every token of every text (after <bos>)."
-    dev = next(model.parameters()).device; out = []; tok.padding_side = "right"
+    dev = next(model.parameters()).device
+    out = []
+    tok.padding_side = "right"
     for i in range(0, len(texts), batch_size):
-        b = tok([tok.bos_token + t for t in texts[i:i + batch_size]], return_tensors="pt", padding=True, add_special_tokens=False).to(dev)
-        lp = torch.log_softmax(model(**b).logits[:, :-1].float(), -1).gather(-1, b["input_ids"][:, 1:, None])[..., 0]
+        b = tok(
+            [tok.bos_token + t for t in texts[i : i + batch_size]],
+            return_tensors="pt",
+            padding=True,
+            add_special_tokens=False,
+        ).to(dev)
+        lp = torch.log_softmax(model(**b).logits[:, :-1].float(), -1).gather(
+            -1, b["input_ids"][:, 1:, None]
+        )[..., 0]
         n = b["attention_mask"].sum(1) - 1
-        out += [lp[j, :n[j]].cpu().numpy() for j in range(len(n))]
+        out += [lp[j, : n[j]].cpu().numpy() for j in range(len(n))]
     tok.padding_side = "left"
     return out
 
+
 def min_k(lps: list[np.ndarray], k: float = 0.2) -> np.ndarray:
     "Min-K% score: the mean of the lowest ceil(k |x|) token log-likelihoods of each text."
-    return np.array([np.sort(lp)[:max(1, int(np.ceil(k * len(lp))))].mean() for lp in lps])
+    return np.array([np.sort(lp)[: max(1, int(np.ceil(k * len(lp))))].mean() for lp in lps])
+
 
 def neg_log_ppl(lps: list[np.ndarray]) -> np.ndarray:
     "-log perplexity = the mean token log-likelihood of each text."
@@ -110,14 +176,18 @@ def neg_log_ppl(lps: list[np.ndarray]) -> np.ndarray:
 def _labelled(retain, forget) -> tuple[np.ndarray, np.ndarray]:
     "Labels (retain = 1) and scores of the two groups, one array each."
     r, f = np.asarray(retain, float).reshape(-1), np.asarray(forget, float).reshape(-1)
-    if len(r) == 0 or len(f) == 0: raise ValueError("auroc needs at least one retain and one forget value")
+    if len(r) == 0 or len(f) == 0:
+        raise ValueError("auroc needs at least one retain and one forget value")
     return np.r_[np.ones(len(r)), np.zeros(len(f))], np.r_[r, f]
+
 
 def auroc(retain: np.ndarray, forget: np.ndarray) -> float:
     "P(a retain value > a forget value), ties counting one half (`sklearn.metrics.roc_auc_score`)."
     return float(skm.roc_auc_score(*_labelled(retain, forget)))
 
+
 def roc_curve(retain: np.ndarray, forget: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    "False- and true-positive rates (retain = positive) at every distinct value (`sklearn.metrics.roc_curve`): tied values move together."
+    """False- and true-positive rates (retain = positive) at every distinct
+    value (`sklearn.metrics.roc_curve`): tied values move together."""
     fpr, tpr, _ = skm.roc_curve(*_labelled(retain, forget), drop_intermediate=False)
     return fpr, tpr

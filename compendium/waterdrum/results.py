@@ -19,38 +19,73 @@ __all__ = ['separability', 'forget_value', 'calibration', 'c3_gap', 'key_specifi
 def separability(res: pd.DataFrame, model: str, metrics) -> dict:
     "AUROC of every metric, retain vs forget documents, on `model`."
     r = res[res.model == model]
-    return {m: auroc(r[r.role == "retain"][m].values, r[r.role == "forget"][m].values) for m in metrics}
+    return {
+        m: auroc(r[r.role == "retain"][m].values, r[r.role == "forget"][m].values) for m in metrics
+    }
 
 # %% ../../nbs/waterdrum/04_results.ipynb #d41c2d4c
 def forget_value(res: pd.DataFrame, model: str, metric: str) -> float:
-    "The metric of the whole forget set on `model` (WaterDrum: length-weighted over every continuation)."
+    """The metric of the whole forget set on `model`
+    (WaterDrum: length-weighted over every continuation)."""
     r = res[(res.model == model) & (res.role == "forget")]
-    return float((r[metric] * r.n_tokens).sum() / r.n_tokens.sum()) if metric == "waterdrum" else float(r[metric].mean())
+    return (
+        float((r[metric] * r.n_tokens).sum() / r.n_tokens.sum())
+        if metric == "waterdrum"
+        else float(r[metric].mean())
+    )
+
 
 def calibration(res: pd.DataFrame, fracs, metric: str) -> dict:
     "The metric against the fraction kept: values, linear fit, R^2 and Spearman's rho."
-    p = np.asarray(fracs, float); y = np.array([forget_value(res, calib_model(x), metric) for x in p])
+    p = np.asarray(fracs, float)
+    y = np.array([forget_value(res, calib_model(x), metric) for x in p])
     fit = stats.linregress(p, y)
-    return dict(p=p, y=y, slope=fit.slope, intercept=fit.intercept, r2=fit.rvalue ** 2, rho=stats.spearmanr(p, y).statistic)
+    return dict(
+        p=p,
+        y=y,
+        slope=fit.slope,
+        intercept=fit.intercept,
+        r2=fit.rvalue**2,
+        rho=stats.spearmanr(p, y).statistic,
+    )
 
 # %% ../../nbs/waterdrum/04_results.ipynb #7d4aeb06
 def c3_gap(res: pd.DataFrame) -> dict:
-    "Forget-set WaterDrum vs the unmarked control's on the original model, in standard deviations of the control's value."
-    r = res[res.model == "original"]; f, c = r[r.role == "forget"], r[r.role == "control"]
+    """Forget-set WaterDrum vs the unmarked control's on the original
+    model, in standard deviations of the control's value."""
+    r = res[res.model == "original"]
+    f, c = r[r.role == "forget"], r[r.role == "control"]
     wf, wc = f.n_tokens / f.n_tokens.sum(), c.n_tokens / c.n_tokens.sum()
     forget, control = float((f.waterdrum * wf).sum()), float((c.waterdrum * wc).sum())
-    se = float(np.sqrt(((c.waterdrum - control) ** 2 * wc ** 2).sum() * len(c) / (len(c) - 1)))   # sd of a weighted mean of independent documents
-    return dict(forget=forget, control=control, control_se=se, gap_sd=(forget - control) / se,
-                doc_sd=float(c.waterdrum.std(ddof=1)), gap_doc_sd=(forget - control) / float(c.waterdrum.std(ddof=1)))
+    # sd of a weighted mean of independent documents
+    se = float(np.sqrt(((c.waterdrum - control) ** 2 * wc**2).sum() * len(c) / (len(c) - 1)))
+    return dict(
+        forget=forget,
+        control=control,
+        control_se=se,
+        gap_sd=(forget - control) / se,
+        doc_sd=float(c.waterdrum.std(ddof=1)),
+        gap_doc_sd=(forget - control) / float(c.waterdrum.std(ddof=1)),
+    )
+
 
 def key_specificity(res: pd.DataFrame, n_owners: int) -> pd.DataFrame:
-    "Per owner (original model): WaterDrum of its documents under its own key, and mean and sd under the other keys."
+    """Per owner (original model): WaterDrum of its documents
+    under its own key, and mean and sd under the other keys."""
     r = res[(res.model == "original") & (res.role != "control")]
     rows = []
     for c in range(n_owners):
-        q = r[r.owner == c]; w = q.n_tokens / q.n_tokens.sum()
+        q = r[r.owner == c]
+        w = q.n_tokens / q.n_tokens.sum()
         per_key = np.array([(q[f"q_{k}"] * w).sum() for k in range(n_owners)])
         other = np.delete(per_key, c)
-        rows.append(dict(owner=c, own=per_key[c], other_mean=other.mean(), other_sd=other.std(ddof=1),
-                         z=(per_key[c] - other.mean()) / other.std(ddof=1)))
+        rows.append(
+            dict(
+                owner=c,
+                own=per_key[c],
+                other_mean=other.mean(),
+                other_sd=other.std(ddof=1),
+                z=(per_key[c] - other.mean()) / other.std(ddof=1),
+            )
+        )
     return pd.DataFrame(rows)

@@ -6,19 +6,43 @@ Docs: https://compendium-dev.github.io/compendium/waterdrum/unlearning.html.md""
 
 # %% ../../nbs/waterdrum/03_unlearning.ipynb #7e652742
 from __future__ import annotations
-import math, time
+import math
+import time
 from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
-from ..core.artifacts import paths, save_table, load_table, save_json, Checkpointer, MissingArtifact
+from compendium.core.artifacts import (
+    paths,
+    save_table,
+    save_json,
+    Checkpointer,
+)
 from ..core.cache import Cache, cache_log, cache_summary
-from ..core.text import tiny_lm, train_lm, train_loop, encode, collate, lm_loss, save_model, load_model
+from compendium.core.text import (
+    tiny_lm,
+    train_lm,
+    train_loop,
+    encode,
+    collate,
+    lm_loss,
+    save_model,
+    load_model,
+)
 from .data import WaterDrumConfig, load_corpus, watermarker
-from .metric import (split_doc, cont_tokens, continuations, waterdrum, q_scores, n_scored,
-                                         rouge_l_recall, fact_recall, token_logprobs, min_k, neg_log_ppl)
+from compendium.waterdrum.metric import (
+    split_doc,
+    cont_tokens,
+    continuations,
+    waterdrum,
+    n_scored,
+    rouge_l_recall,
+    fact_recall,
+    token_logprobs,
+    min_k,
+    neg_log_ppl,
+)
 
 # %% auto #0
 __all__ = ['training_sets', 'calib_model', 'unlearn_cache', 'train_steps', 'fit', 'nll', 'kl_retain', 'unlearn_loss', 'unlearn',
@@ -29,14 +53,22 @@ def training_sets(cfg: WaterDrumConfig, df: pd.DataFrame) -> dict[str, list[str]
     "The training texts of every model of the chain."
     f = cfg.forget_owner
     own = df[df.kind.isin(["owner", "control"])]
-    retain = own[own.owner != f].text.tolist(); forget = own[own.owner == f].sort_values("doc")
+    retain = own[own.owner != f].text.tolist()
+    forget = own[own.owner == f].sort_values("doc")
     keep_order = np.random.default_rng([cfg.seed, 5]).permutation(len(forget))
-    sets = {"original": own.text.tolist(), "retrain": retain,
-            "retrain_semdup": retain + df[df.kind == "semdup"].text.tolist()}
+    sets = {
+        "original": own.text.tolist(),
+        "retrain": retain,
+        "retrain_semdup": retain + df[df.kind == "semdup"].text.tolist(),
+    }
     for p in cfg.calib_fracs:
-        if p in (0.0, 1.0): continue
-        sets[f"calib_{p:.2f}"] = retain + forget.text.iloc[np.sort(keep_order[:round(p * len(forget))])].tolist()
+        if p in (0.0, 1.0):
+            continue
+        sets[f"calib_{p:.2f}"] = (
+            retain + forget.text.iloc[np.sort(keep_order[: round(p * len(forget))])].tolist()
+        )
     return sets
+
 
 def calib_model(p: float) -> str:
     "The model whose training set keeps a fraction `p` of the forget owner's documents."
@@ -44,25 +76,56 @@ def calib_model(p: float) -> str:
 
 # %% ../../nbs/waterdrum/03_unlearning.ipynb #8457190e
 def unlearn_cache(cfg: WaterDrumConfig, root=None, sub: str = "results") -> Cache:
-    "The cache of this notebook (`sub`: `results` for the metrics, `models` for the models): keyed by the configuration, the code this module imports and the corpus."
+    """The cache of this notebook (`sub`: `results` for the metrics, `models` for the
+    models): keyed by the configuration, the code this module imports and the corpus."""
     d = paths("waterdrum", cfg, root, make=False).data
-    return Cache.for_chain("waterdrum", cfg, modules="compendium.waterdrum.unlearn", root=root, sub=sub,
-                           files=[d/"corpus", d/"tokenizer", d/"seed.txt"])
+    return Cache.for_chain(
+        "waterdrum",
+        cfg,
+        modules="compendium.waterdrum.unlearn",
+        root=root,
+        sub=sub,
+        files=[d / "corpus", d / "tokenizer", d / "seed.txt"],
+    )
+
 
 def train_steps(cfg: WaterDrumConfig, n_docs: int) -> int:
     "Optimiser steps of `cfg.epochs` passes over `n_docs` documents."
     return cfg.epochs * math.ceil(n_docs / cfg.batch_size)
 
+
 def fit(cfg: WaterDrumConfig, name: str, texts: list[str], tok, root=None, progress: bool = True):
     "Train (or load, when already trained) the model `name` on `texts`; return it."
     P, cache = paths("waterdrum", cfg, root), unlearn_cache(cfg, root, "models")
-    ck = P.checkpoints/f"{name}-{cache.key}.safetensors"
+    ck = P.checkpoints / f"{name}-{cache.key}.safetensors"
+
     def train(out: Path):
-        model = tiny_lm(tok.vocab_size, d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads, max_len=256, seed=cfg.seed, tok=tok)
-        train_lm(model, tok, texts, steps=train_steps(cfg, len(texts)), batch_size=cfg.batch_size, seq_len=128, lr=cfg.lr,
-                 seed=cfg.seed, ckpt=ck, ckpt_every=cfg.ckpt_every, progress=progress)
+        model = tiny_lm(
+            tok.vocab_size,
+            d_model=cfg.d_model,
+            n_layers=cfg.n_layers,
+            n_heads=cfg.n_heads,
+            max_len=256,
+            seed=cfg.seed,
+            tok=tok,
+        )
+        train_lm(
+            model,
+            tok,
+            texts,
+            steps=train_steps(cfg, len(texts)),
+            batch_size=cfg.batch_size,
+            seq_len=128,
+            lr=cfg.lr,
+            seed=cfg.seed,
+            ckpt=ck,
+            ckpt_every=cfg.ckpt_every,
+            progress=progress,
+        )
         save_model(model, tok, out)
-    out = cache(name, train, kind="dir")     # a model folder without its sidecar (not trained yet, or its save cut short): trained again
+
+    # a model folder without its sidecar (not trained yet, or its save cut short): trained again
+    out = cache(name, train, kind="dir")
     Checkpointer(ck).clear()
     return load_model(out)[0]
 
@@ -71,100 +134,211 @@ def nll(model, x, m) -> torch.Tensor:
     "ell(B): the token-averaged negative log-likelihood of a padded batch."
     return lm_loss(model, x, m)
 
+
 def kl_retain(model, ref, x, m) -> torch.Tensor:
     "The mean over tokens of KL(p_ref(.|x_<t) || p_model(.|x_<t)) on a retain batch."
-    with torch.no_grad(): lp0 = torch.log_softmax(ref(input_ids=x, attention_mask=m).logits, -1)
+    with torch.no_grad():
+        lp0 = torch.log_softmax(ref(input_ids=x, attention_mask=m).logits, -1)
     lp = torch.log_softmax(model(input_ids=x, attention_mask=m).logits, -1)
     kl = (lp0.exp() * (lp0 - lp)).sum(-1)
     return (kl * m).sum() / m.sum()
 
+
 def unlearn_loss(method: str, model, ref, bf, br) -> torch.Tensor:
-    "The loss of `method` (FT, GA, GD, KL) on a forget batch `bf` and a retain batch `br` (each (x, mask))."
-    if method == "FT": return nll(model, *br)
-    if method == "GA": return -nll(model, *bf)
-    if method == "GD": return -nll(model, *bf) + nll(model, *br)
-    if method == "KL": return -nll(model, *bf) + kl_retain(model, ref, *br)
+    """The loss of `method` (FT, GA, GD, KL) on a forget
+    batch `bf` and a retain batch `br` (each (x, mask))."""
+    if method == "FT":
+        return nll(model, *br)
+    if method == "GA":
+        return -nll(model, *bf)
+    if method == "GD":
+        return -nll(model, *bf) + nll(model, *br)
+    if method == "KL":
+        return -nll(model, *bf) + kl_retain(model, ref, *br)
     raise ValueError(f"unknown unlearning method {method!r}; choose FT, GA, GD or KL")
 
-def unlearn(model, tok, forget: list[str], retain: list[str], method: str, epochs: int, lr: float, batch_size: int = 8,
-            seed: int = 0, ckpt=None, ckpt_every: int = 100, progress: bool = True, callback=None):
-    """Unlearn `forget` from a copy of `model` with `method` on the shared training loop (`train_loop`: checkpoints to
-    `ckpt`, resumes from it, moves the batches to the model's device); FT passes over `retain`, the others over `forget`."""
-    import copy
-    if method not in ("FT", "GA", "GD", "KL"): raise ValueError(f"unknown unlearning method {method!r}; choose FT, GA, GD or KL")
-    ref = model.eval(); theta = copy.deepcopy(model)
-    ef, er = encode(tok, forget), encode(tok, retain); g = torch.Generator().manual_seed(seed)
-    steps = epochs * math.ceil(len(er if method == "FT" else ef) / batch_size)
-    draws = [(torch.randint(len(ef), (batch_size,), generator=g).tolist(), torch.randint(len(er), (batch_size,), generator=g).tolist())
-             for _ in range(steps)]                                      # drawn up front: step s's batch is the same after a resume
-    def batch(s): fi, ri = draws[s]; return collate(tok, [ef[i] for i in fi]), collate(tok, [er[i] for i in ri])
-    train_loop(theta, lambda th, b: unlearn_loss(method, th, ref, *b), batch, steps, lr, weight_decay=0.0,
-               ckpt=ckpt, ckpt_every=ckpt_every, progress=progress, callback=callback, desc=f"unlearn {method}")
-    return theta.eval()
 
+def unlearn(
+    model,
+    tok,
+    forget: list[str],
+    retain: list[str],
+    method: str,
+    epochs: int,
+    lr: float,
+    batch_size: int = 8,
+    seed: int = 0,
+    ckpt=None,
+    ckpt_every: int = 100,
+    progress: bool = True,
+    callback=None,
+):
+    """Unlearn `forget` from a copy of `model` with `method` on the shared training loop
+    (`train_loop`: checkpoints to `ckpt`, resumes from it, moves the batches to the model's device);
+    FT passes over `retain`, the others over `forget`."""
+    import copy
+
+    if method not in ("FT", "GA", "GD", "KL"):
+        raise ValueError(f"unknown unlearning method {method!r}; choose FT, GA, GD or KL")
+    ref = model.eval()
+    theta = copy.deepcopy(model)
+    ef, er = encode(tok, forget), encode(tok, retain)
+    g = torch.Generator().manual_seed(seed)
+    steps = epochs * math.ceil(len(er if method == "FT" else ef) / batch_size)
+    draws = [
+        (
+            torch.randint(len(ef), (batch_size,), generator=g).tolist(),
+            torch.randint(len(er), (batch_size,), generator=g).tolist(),
+        )
+        for _ in range(steps)
+    ]  # drawn up front: step s's batch is the same after a resume
+
+    def batch(s):
+        fi, ri = draws[s]
+        return collate(tok, [ef[i] for i in fi]), collate(tok, [er[i] for i in ri])
+
+    train_loop(
+        theta,
+        lambda th, b: unlearn_loss(method, th, ref, *b),
+        batch,
+        steps,
+        lr,
+        weight_decay=0.0,
+        ckpt=ckpt,
+        ckpt_every=ckpt_every,
+        progress=progress,
+        callback=callback,
+        desc=f"unlearn {method}",
+    )
+    return theta.eval()
 
 # %% ../../nbs/waterdrum/03_unlearning.ipynb #c20ac4e1
 def eval_docs(cfg: WaterDrumConfig, df: pd.DataFrame) -> pd.DataFrame:
-    "The evaluation documents, with `role` forget / retain / control and `mu`, the key they are scored under."
+    """The evaluation documents, with `role` forget / retain
+    / control and `mu`, the key they are scored under."""
     own = df[df.kind.isin(["owner", "control"])]
     f = own[own.owner == cfg.forget_owner].assign(role="forget", mu=cfg.forget_owner)
     r = own[(own.kind == "owner") & (own.owner != cfg.forget_owner) & (own.doc < cfg.eval_docs)]
     r = r.assign(role="retain", mu=r.owner)
-    c = own[(own.kind == "control") & (own.doc < cfg.eval_docs)].assign(role="control", mu=cfg.forget_owner)
+    c = own[(own.kind == "control") & (own.doc < cfg.eval_docs)].assign(
+        role="control", mu=cfg.forget_owner
+    )
     return pd.concat([f, r, c], ignore_index=True)
 
-def evaluate(cfg: WaterDrumConfig, model, tok, docs: pd.DataFrame, wm, all_keys: bool = False, progress: bool = False) -> pd.DataFrame:
+
+def evaluate(
+    cfg: WaterDrumConfig,
+    model,
+    tok,
+    docs: pd.DataFrame,
+    wm,
+    all_keys: bool = False,
+    progress: bool = False,
+) -> pd.DataFrame:
     "Every metric of `model` on every document of `docs` (one row per document)."
     pr = [split_doc(t, cfg.n_slots, cfg.prompt_facts) for t in docs.text]
-    ys = continuations(model, tok, [p for p, _ in pr], cfg.samples, cont_tokens(cfg), seed=cfg.seed, progress=progress)
+    ys = continuations(
+        model,
+        tok,
+        [p for p, _ in pr],
+        cfg.samples,
+        cont_tokens(cfg),
+        seed=cfg.seed,
+        progress=progress,
+    )
     out = docs[["owner", "doc", "role", "mu"]].reset_index(drop=True).copy()
     out["waterdrum"] = waterdrum(wm, tok, ys, docs.mu.values)
     out["n_tokens"] = [n_scored(tok, y).sum() for y in ys]
     out["rouge_l"] = rouge_l_recall(ys, [r for _, r in pr])
-    out["fact_recall"] = fact_recall(model, tok, docs.entity.tolist(), [list(x) for x in docs["relations"]], [list(x) for x in docs["values"]])
+    out["fact_recall"] = fact_recall(
+        model,
+        tok,
+        docs.entity.tolist(),
+        [list(x) for x in docs["relations"]],
+        [list(x) for x in docs["values"]],
+    )
     lps = token_logprobs(model, tok, docs.text.tolist())
     out["min_k"], out["neg_log_ppl"] = min_k(lps, cfg.mink_frac), neg_log_ppl(lps)
     if all_keys:
-        yk = [y[:cfg.key_samples] for y in ys]
-        for k in range(cfg.n_owners): out[f"q_{k}"] = waterdrum(wm, tok, yk, k)
+        yk = [y[: cfg.key_samples] for y in ys]
+        for k in range(cfg.n_owners):
+            out[f"q_{k}"] = waterdrum(wm, tok, yk, k)
     out["sample"] = [y[0] for y in ys]
     return out
 
 # %% ../../nbs/waterdrum/03_unlearning.ipynb #a6cb36cc
-def run_all(cfg: WaterDrumConfig, df: pd.DataFrame, tok, root=None, progress: bool = True) -> pd.DataFrame:
-    "Train / retrain / unlearn every model of `cfg` and evaluate each; return one long table (model x document)."
-    P, cache = paths("waterdrum", cfg, root), unlearn_cache(cfg, root); key = cache.key
-    sets, docs, wm = training_sets(cfg, df), eval_docs(cfg, df), watermarker(tok, kappa=cfg.kappa, k_p=cfg.k_p)
+def run_all(
+    cfg: WaterDrumConfig, df: pd.DataFrame, tok, root=None, progress: bool = True
+) -> pd.DataFrame:
+    """Train / retrain / unlearn every model of `cfg` and
+    evaluate each; return one long table (model x document)."""
+    P, cache = paths("waterdrum", cfg, root), unlearn_cache(cfg, root)
+    key = cache.key
+    sets, docs, wm = (
+        training_sets(cfg, df),
+        eval_docs(cfg, df),
+        watermarker(tok, kappa=cfg.kappa, k_p=cfg.k_p),
+    )
     own = df[df.kind.isin(["owner", "control"])]
-    forget, retain = own[own.owner == cfg.forget_owner].text.tolist(), own[own.owner != cfg.forget_owner].text.tolist()
+    forget, retain = (
+        own[own.owner == cfg.forget_owner].text.tolist(),
+        own[own.owner != cfg.forget_owner].text.tolist(),
+    )
     jobs = list(sets) + [f"unlearn_{m}" for m in cfg.methods]
-    frames, timing = [], {}
+    frames = []
     for name in tqdm(jobs, desc="models", disable=not progress):
-        def run():                                   # one cache entry per model: its metrics (the models it trains are entries too)
+
+        def run():  # one cache entry per model: its metrics (the models it trains are entries too)
             t0 = time.time()
             if name.startswith("unlearn_"):
                 base = fit(cfg, "original", sets["original"], tok, root, progress)
-                model = unlearn(base, tok, forget, retain, name[8:], cfg.ft_epochs if name == "unlearn_FT" else cfg.unlearn_epochs,
-                                cfg.unlearn_lr, batch_size=cfg.batch_size if name == "unlearn_FT" else 8, seed=cfg.seed,
-                                ckpt=P.checkpoints/f"{name}-{key}.safetensors", ckpt_every=cfg.ckpt_every, progress=progress)
+                model = unlearn(
+                    base,
+                    tok,
+                    forget,
+                    retain,
+                    name[8:],
+                    cfg.ft_epochs if name == "unlearn_FT" else cfg.unlearn_epochs,
+                    cfg.unlearn_lr,
+                    batch_size=cfg.batch_size if name == "unlearn_FT" else 8,
+                    seed=cfg.seed,
+                    ckpt=P.checkpoints / f"{name}-{key}.safetensors",
+                    ckpt_every=cfg.ckpt_every,
+                    progress=progress,
+                )
             else:
                 model = fit(cfg, name, sets[name], tok, root, progress)
             t1 = time.time()
-            ev = evaluate(cfg, model, tok, docs, wm, all_keys=name == "original").assign(model=name, train_s=t1 - t0, eval_s=0.0)
+            ev = evaluate(cfg, model, tok, docs, wm, all_keys=name == "original").assign(
+                model=name, train_s=t1 - t0, eval_s=0.0
+            )
             ev["eval_s"] = time.time() - t1
             return ev
-        frames.append(cache(f"eval-{name}", run)); Checkpointer(P.checkpoints/f"{name}-{key}.safetensors").clear()
+
+        frames.append(cache(f"eval-{name}", run))
+        Checkpointer(P.checkpoints / f"{name}-{key}.safetensors").clear()
     return pd.concat(frames, ignore_index=True)
 
 # %% ../../nbs/waterdrum/03_unlearning.ipynb #138d4ef9
 def load_lm(name_or_path: str | Path, cfg: WaterDrumConfig | None = None, lora: bool = True):
-    "`from_pretrained` a causal LM (hub id or local folder) and its tokenizer; wrap it with LoRA adapters (peft) as the paper does."
+    """`from_pretrained` a causal LM (hub id or local folder) and its
+    tokenizer; wrap it with LoRA adapters (peft) as the paper does."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
     model = AutoModelForCausalLM.from_pretrained(str(name_or_path))
     tok = AutoTokenizer.from_pretrained(str(name_or_path), padding_side="left")
     if lora:
         from peft import LoraConfig, get_peft_model
+
         c = cfg or WaterDrumConfig()
-        model = get_peft_model(model, LoraConfig(r=c.lora_r, lora_alpha=c.lora_alpha, lora_dropout=c.lora_dropout,
-                                                 target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                r=c.lora_r,
+                lora_alpha=c.lora_alpha,
+                lora_dropout=c.lora_dropout,
+                target_modules=["q_proj", "v_proj"],
+                task_type="CAUSAL_LM",
+            ),
+        )
     return model.eval(), tok
