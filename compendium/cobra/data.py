@@ -8,6 +8,7 @@ Docs: https://compendium-dev.github.io/compendium/cobra/data.html.md"""
 from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
+import datasets
 import numpy as np
 from ..core.config import ScaledConfig, ConfigError
 from ..core.artifacts import paths, MissingArtifact

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
+import datasets
 import numpy as np
 import torch
 from ..core.config import ScaledConfig, ConfigError
