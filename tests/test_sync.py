@@ -90,8 +90,9 @@ def test_ruff_check_passes(root):
 
 
 def test_exported_package_has_no_undefined_names(root):
-    """The exported package uses no name it does not define or import. A notebook runs every cell, so a name
-    imported only in a hidden cell works there but not in `compendium/` (ruff's notebook fixes can cause this)."""
+    """The exported package uses no name it does not define or import. A notebook runs every
+    cell, so a name imported only in a hidden cell works there but not in `compendium/` (ruff's
+    notebook fixes can cause this)."""
     r = _ruff(
         root,
         "check",
