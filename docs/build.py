@@ -37,6 +37,13 @@ from pathlib import Path
 warnings.filterwarnings("ignore", message="Cell is missing an id field")
 
 DOCS = Path(__file__).resolve().parent
+# a verdict's badge colour: the claim badges' classes
+VERDICT_CSS = {
+    "reproduced": "pass",
+    "partly": "partly",
+    "not reproduced": "fail",
+    "not-checked": "not-checked",
+}
 ROOT = DOCS.parent
 STAGE = ROOT / "_proc" / "site"
 DOCTREES = ROOT / "_proc" / "doctrees"
@@ -706,6 +713,7 @@ class Site:
             f"chain `nbs/{p.folder or p.id}/`: "
             + " → ".join(f"[{s}]({relpage(link[s], page)})" for s in p.notebooks if s in link),
             self.claim_badges(claims),
+            self.verdict_badge(claims),
         ]
         L += ["{.lead}", " · ".join(f for f in facts if f), ""]
 
@@ -784,7 +792,7 @@ class Site:
         L += ["", self.usage(p)]
 
         # results beside the paper
-        L += ["", "## Results", ""]
+        L += ["", "## Results", "", self.verdict_block(claims), ""]
         L.append(self.claims_table(p, claims))
         for stem in reversed(p.notebooks):
             bs = section(
@@ -952,6 +960,29 @@ class Site:
             self.badge(s, f"{n[s]} {s}") for s in ("pass", "fail", "not-checked") if n[s]
         ) or self.badge("not-run", "no claims")
 
+    def verdict_badge(self, claims) -> str:
+        v = (claims or {}).get("verdict") or {}
+        st = v.get("status")
+        return (
+            self.badge(VERDICT_CSS.get(st, "not-run"), f"verdict: {st or 'none'}") if claims else ""
+        )
+
+    def verdict_block(self, claims) -> str:
+        "The verdict on the paper's headline, in words, above the claims table."
+        v = (claims or {}).get("verdict")
+        if not v:
+            return "*This chain's claims carry no verdict on the paper's headline yet.*"
+        ids = ", ".join(v.get("claims", []))
+        comp = ", ".join(v.get("companions", []))
+        return (
+            f"**Verdict: {esc(v.get('status'))}** {self.verdict_badge(claims)}. "
+            f"*The paper's headline:* {esc(v.get('headline', ''))} "
+            f"*Our evidence:* {esc(v.get('evidence', ''))} "
+            f"(judged from {ids}" + (f"; companions {comp}" if comp else "") + ": reproduced when "
+            "every headline claim holds, partly when some or only their companions hold, not "
+            "reproduced otherwise.)"
+        )
+
     def claims_table(self, p, claims) -> str:
         if not claims:
             return (
@@ -975,7 +1006,7 @@ class Site:
         return "\n".join(L)
 
     def ledger_page(self):
-        from compendium.core.claims import ledger
+        from compendium.core.claims import ledger, verdicts
 
         page = "claims.md"
         L = [
@@ -988,6 +1019,24 @@ class Site:
             "or not checked (the claim does not apply at that scale).",
             "",
         ]
+        ver = verdicts("default", root=self.root, registry_root=self.root)
+        L += [
+            "## Verdicts",
+            "",
+            "Whether each chain reproduces its paper's headline (judged from the headline claims' "
+            "natural readings), beside its claim count.",
+            "",
+            "| paper | verdict | claims | the paper's headline | our evidence |",
+            "|---|---|---|---|---|",
+        ]
+        for _, r in ver.iterrows():
+            L.append(
+                f"| [{r.paper}]({relpage(r.paper + '/index.md', page)}) | "
+                f"{self.badge(VERDICT_CSS.get(r.verdict, 'not-run'), r.verdict)} | "
+                f"{esc(r.claims)} | "
+                f"{esc(r.headline)} | {esc(r.evidence)} |"
+            )
+        L += ["", "## Claims", ""]
         df = ledger("default", root=self.root, registry_root=self.root)
         counts = df.status.value_counts().to_dict()
         L.append(

@@ -16,7 +16,8 @@ from .artifacts import paths, save_json, load_json, MissingArtifact, CorruptArti
 from .repro import manifest
 
 # %% auto #0
-__all__ = ['OPS', 'STATUSES', 'Claim', 'ClaimSet', 'ledger', 'ledger_markdown']
+__all__ = ['OPS', 'STATUSES', 'VERDICTS', 'Claim', 'Verdict', 'judge', 'ClaimSet', 'ledger', 'ledger_markdown', 'claim_count',
+           'verdicts']
 
 # %% ../../nbs/core/04_claims.ipynb #50bef924
 OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt, "==": operator.eq}
@@ -74,12 +75,45 @@ class Claim:
         )
         return self.status
 
+# %% ../../nbs/core/04_claims.ipynb #8c311c45
+VERDICTS = ("reproduced", "partly", "not reproduced", "not-checked")
+
+
+@dataclass
+class Verdict:
+    "Whether a chain reproduces its paper's headline, judged from the headline claims."
+
+    status: str  # one of VERDICTS
+    headline: str  # the paper's headline result, in one sentence
+    evidence: str  # what we measured, in one sentence
+    claims: list  # ids of the claims that state the headline (natural readings)
+    companions: list = field(default_factory=list)  # ids of their companions
+
+
+def judge(statuses: dict, claims, companions=()) -> str:
+    """The verdict's status from the claims' `statuses` (id -> pass / fail /
+    not-checked): see the rules above."""
+    missing = [i for i in (*claims, *companions) if i not in statuses]
+    if missing or not claims:
+        raise ConfigError(
+            f"verdict: unknown claim ids {missing}" if missing else "verdict: no headline claim"
+        )
+    head = [statuses[i] for i in claims]
+    if "not-checked" in head:
+        return "not-checked"
+    if all(s == "pass" for s in head):
+        return "reproduced"
+    if any(s == "pass" for s in head) or any(statuses[i] == "pass" for i in companions):
+        return "partly"
+    return "not reproduced"
+
 # %% ../../nbs/core/04_claims.ipynb #b3b4040d
 class ClaimSet:
     "The claims of one paper at one scale and seed."
 
     def __init__(self, paper: str, scale: str, seed: int):
         self.paper, self.scale, self.seed, self.claims = paper, check_scale(scale), seed, []
+        self.verdict = None  # set by `judge`
 
     def add(
         self,
@@ -99,6 +133,13 @@ class ClaimSet:
         c.check(self.scale)
         self.claims.append(c)
         return c
+
+    def judge(self, headline: str, evidence: str, claims, companions=()) -> Verdict:
+        """Set the verdict on the paper's `headline` from the headline `claims`
+        (and their `companions`), with our `evidence` in one sentence."""
+        st = judge({c.id: c.status for c in self.claims}, claims, companions)
+        self.verdict = Verdict(st, headline, evidence, list(claims), list(companions))
+        return self.verdict
 
     def to_dict(self, **extra) -> dict:
         m = manifest(self.paper, self.scale, self.seed, **extra)
@@ -121,6 +162,7 @@ class ClaimSet:
         # readers that look for one; `status` is the verdict.
         return {
             **keep,
+            "verdict": asdict(self.verdict) if self.verdict else None,
             "claims": [
                 {**asdict(c), "scales": list(c.scales), "passed": c.status == "pass"}
                 for c in self.claims
@@ -225,3 +267,38 @@ def ledger_markdown(
         measured=df.measured.map(lambda v: "" if v is None or pd.isna(v) else f"{v:.3g}")
     )
     return head + "\n\n" + show.drop(columns=["seed"]).to_markdown(index=False)
+
+# %% ../../nbs/core/04_claims.ipynb #324cb1fd
+def claim_count(claims: list) -> str:
+    "'4 of 6 pass (C1, C3 fail)' for a claims.json's list of claims."
+    checked = [c for c in claims if c["status"] != "not-checked"]
+    failed = [c["id"] for c in checked if c["status"] != "pass"]
+    return f"{len(checked) - len(failed)} of {len(checked)} pass" + (
+        f" ({', '.join(failed)} fail{'s' if len(failed) == 1 else ''})" if failed else ""
+    )
+
+
+def verdicts(
+    scale: str = "default", root=None, registry_root=None, seed: int | None = None
+) -> pd.DataFrame:
+    """Each registered paper's verdict, headline, evidence and claim count at `scale`
+    and `seed` (papers that have not run: `not-run`; claims without a verdict: `none`)."""
+    rows = []
+    for p in papers(registry_root):
+        try:
+            d = load_json(paths(p.id, scale, root, make=False, seed=seed).claims)
+        except (MissingArtifact, CorruptArtifact) as e:
+            st = "not-run" if isinstance(e, MissingArtifact) else "corrupt"
+            rows.append(dict(paper=p.id, verdict=st, claims="", headline="", evidence=""))
+            continue
+        v = d.get("verdict") or {}
+        rows.append(
+            dict(
+                paper=p.id,
+                verdict=v.get("status", "none"),
+                claims=claim_count(d["claims"]),
+                headline=v.get("headline", ""),
+                evidence=v.get("evidence", ""),
+            )
+        )
+    return pd.DataFrame(rows, columns=["paper", "verdict", "claims", "headline", "evidence"])

@@ -10,7 +10,7 @@ import argparse
 import ast
 import sys
 from .config import CompendiumError, SCALES, papers, check_scale, get_paper
-from .claims import ledger, ledger_markdown
+from .claims import ledger_markdown, verdicts
 from .artifacts import paths
 from .runner import reproduce, read_status
 from compendium.core.sweep import (
@@ -115,16 +115,21 @@ def _overrides(items: list[str]) -> dict:
 
 
 def _list(scale, seed=None):
-    led = ledger(scale, seed=seed)
+    "Each chain: notebooks, last run and its time, claim count and verdict; then the total time."
+    ver, total = verdicts(scale, seed=seed).set_index("paper"), 0.0
     for p in papers():
         st = read_status(p.id, scale, seed=seed)
-        claims = led[led.paper == p.id].status.value_counts().to_dict()
-        cs = ", ".join(f"{n} {s}" for s, n in claims.items())
+        wall = (st or {}).get("wall_s")
+        total += wall or 0.0
+        took = f" in {wall / 60:.1f} min" if wall else ""
+        v = ver.loc[p.id]
         print(
             f"{p.id:12s} {p.title}  (arXiv {p.arxiv})\n{'':12s} notebooks: "
             f"{' '.join(p.notebooks)}\n{'':12s} last {scale} run: "
-            f"{st['status'] if st else 'never'}; claims: {cs}"
+            f"{st['status'] if st else 'never'}{took}; claims: {v.claims or v.verdict}; "
+            f"verdict: {v.verdict}"
         )
+    print(f"\nlast {scale} runs together: {total / 60:.1f} min on this machine")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
             _robustness(args.scale, args.figures)
             return 0
         if args.cmd == "claims":
+            v = verdicts(args.scale, seed=args.seed)
+            print(f"Verdicts at scale `{args.scale}`:\n\n" + v.to_markdown(index=False) + "\n")
             print(ledger_markdown(args.scale, seed=args.seed))
             return 0
         for pid in args.papers:
