@@ -16,11 +16,11 @@ from importlib import metadata
 from pathlib import Path
 import numpy as np
 import torch
-from .config import project_root
+from .config import ConfigError, get_paper, project_root
 
 # %% auto #0
 __all__ = ['VERSIONED', 'seed_everything', 'torch_generator', 'deterministic', 'get_device', 'used_device', 'set_threads',
-           'git_state', 'versions', 'utcnow', 'manifest']
+           'chain_sources', 'git_state', 'versions', 'utcnow', 'manifest']
 
 # %% ../../nbs/core/01_repro.ipynb #e8b38a45
 def seed_everything(seed: int) -> np.random.Generator:
@@ -121,32 +121,37 @@ def _git(*args, root=None) -> str:
         return ""
 
 
-def git_state(root: str | Path | None = None) -> dict:
-    """The short commit hash and whether the sources differ from it: a tracked file changed (outside
-    figures/, runs/, data/), or an untracked, not-ignored notebook or module (a chain may run it)
-    exists."""
-    commit = _git("rev-parse", "--short", "HEAD", root=root) or "unknown"
-    st = _git(
-        "status",
-        "--porcelain",
-        "-uno",
-        "--",
-        ".",
-        ":(exclude)figures",
-        ":(exclude)runs",
-        ":(exclude)data",
-        root=root,
-    )
-    new = _git(
-        "ls-files",
-        "--others",
-        "--exclude-standard",
-        "--",
-        "*.ipynb",
-        "*.py",
+def chain_sources(paper: str | None, root=None) -> list[str]:
+    """The files a chain's results come from, as git pathspecs: its notebooks, its package, the core
+    package, the registry and the environment; the whole tree (but outputs) for an unregistered
+    name."""
+    try:
+        p = get_paper(paper, root) if paper else None
+    except ConfigError:
+        p = None
+    if p is None:
+        return [".", ":(exclude)figures", ":(exclude)runs", ":(exclude)data"]
+    return [
+        f"nbs/{p.folder or p.id}",
+        f"compendium/{p.id}",
+        "compendium/core",
+        "compendium/__init__.py",
         "settings.ini",
-        root=root,
-    )
+        "pyproject.toml",
+        "requirements.lock",
+    ]
+
+
+def git_state(root: str | Path | None = None, paper: str | None = None) -> dict:
+    """The short commit hash and whether the sources differ from it: a tracked file of the chain's
+    sources changed (`chain_sources`; every source outside figures/, runs/, data/ without a
+    paper), or an untracked, not-ignored notebook or module exists among them (a chain may run
+    it). Work on another chain leaves this chain's results clean."""
+    commit = _git("rev-parse", "--short", "HEAD", root=root) or "unknown"
+    src = chain_sources(paper, root)
+    st = _git("status", "--porcelain", "-uno", "--", *src, root=root)
+    new = _git("ls-files", "--others", "--exclude-standard", "--", *src, root=root)
+    new = [f for f in new.splitlines() if f.endswith((".ipynb", ".py")) or f == "settings.ini"]
     return {"commit": commit, "dirty": bool(st or new)}
 
 
@@ -177,7 +182,7 @@ def manifest(
         "paper": paper,
         "scale": scale,
         "seed": seed,
-        **git_state(),
+        **git_state(paper=paper),
         "created": utcnow(),
         "device": str(device or used_device()),
         "versions": versions(),
