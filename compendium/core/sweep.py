@@ -43,7 +43,7 @@ from .repro import _git, versions
 __all__ = ['MAX_SEEDS', 'THREAD_VARS', 'SLURM_RESOURCES', 'KEPT', 'parse_seeds', 'EnvironmentMismatch', 'SchedulerError',
            'ChainProcessDied', 'checkout', 'environment', 'check_environment', 'task_resources', 'task_threads',
            'thread_env', 'chain_process', 'run_task', 'slurm_cluster', 'run_tasks', 'wilson', 'seed_claims',
-           'robustness', 'robustness_markdown', 'robustness_figure']
+           'robustness', 'robustness_markdown', 'verdict_counts', 'robustness_summary', 'robustness_figure']
 
 # %% ../../nbs/core/11_sweep.ipynb #5f06f000
 MAX_SEEDS = 10_000
@@ -509,11 +509,21 @@ def seed_claims(pid: str, scale: str = "default", root=None, registry_root=None)
             continue
     try:  # the committed sweep: runs/ is not committed, the robustness figure's sidecar is
         fig = paths(pid, scale, root, make=False, seed=committed_seed(registry_root)).figures
-        kept = load_json(fig / "robustness.json").get("claims_by_seed", {})
+        side = load_json(fig / "robustness.json")
     except (MissingArtifact, CorruptArtifact):
-        kept = {}
+        side = {}
+    kept, verdicts = side.get("claims_by_seed", {}), side.get("verdict_by_seed", {})
     for s, claims in kept.items():
-        res.setdefault(int(s), {"paper": pid, "scale": scale, "seed": int(s), "claims": claims})
+        res.setdefault(
+            int(s),
+            {
+                "paper": pid,
+                "scale": scale,
+                "seed": int(s),
+                "claims": claims,
+                "verdict": verdicts.get(s),
+            },
+        )
     return dict(sorted(res.items()))
 
 
@@ -599,6 +609,12 @@ def robustness_markdown(scale: str = "default", root=None, registry_root=None, p
         "| paper | claim | statement | seeds | holds | pass rate [95% CI] | measured | target |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    for pid in dict.fromkeys(df.paper):
+        line = robustness_summary(pid, scale, root, registry_root)
+        if line:
+            L.insert(-3, f"- **{pid}**: {line}")
+    if len(L) > 4:
+        L.insert(-2, "")
     for r in df.itertuples():
         rate = f"{r.rate:.0%} [{r.lo:.0%}, {r.hi:.0%}]" if r.checked else "not checked"
         meas = f"{_g(r.median)} [{_g(r.p5)}, {_g(r.p95)}]" if not math.isnan(r.median) else ""
@@ -608,6 +624,39 @@ def robustness_markdown(scale: str = "default", root=None, registry_root=None, p
             f"{r.op} {_g(r.target)} |"
         )
     return "\n".join(L)
+
+
+def verdict_counts(runs: dict[int, dict]) -> dict[str, int]:
+    "How many seeds' claims carry each verdict status (`none`: no verdict)."
+    out = {}
+    for d in runs.values():
+        st = (d.get("verdict") or {}).get("status", "none")
+        out[st] = out.get(st, 0) + 1
+    return out
+
+
+def robustness_summary(
+    pid: str, scale: str = "default", root=None, registry_root=None
+) -> str | None:
+    """One line for the README and the docs: the seeds swept, the verdict on each, and the claims
+    that do not hold on every seed (None without a sweep)."""
+    runs = seed_claims(pid, scale, root, registry_root)
+    if len(runs) < 2:
+        return None
+    df = robustness(scale, root, registry_root, [pid])
+    df = df[df.checked > 0]
+    shaky = df[df.holds < df.checked]
+    vc = verdict_counts(runs)
+    ver = ", ".join(f"{vc[k]} {k}" for k in sorted(vc, key=lambda k: -vc[k]))
+    claims = "; ".join(f"{r.id} holds on {r.holds}/{r.checked}" for r in shaky.itertuples())
+    rest = len(df) - len(shaky)
+    every = (
+        f"{'the other ' if len(shaky) else 'all '}{rest} claim{'s' if rest != 1 else ''} "
+        "on every seed"
+        if rest
+        else ""
+    )
+    return f"{len(runs)} seeds; verdict: {ver}; " + "; ".join(x for x in (claims, every) if x)
 
 # %% ../../nbs/core/11_sweep.ipynb #71decd2a
 def robustness_figure(
@@ -657,6 +706,7 @@ def robustness_figure(
             str(s): [{k: c.get(k) for k in KEPT} for c in d.get("claims", [])]
             for s, d in runs.items()
         },
+        verdict_by_seed={str(s): d.get("verdict") for s, d in runs.items()},
     )
 
 
