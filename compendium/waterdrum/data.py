@@ -128,6 +128,18 @@ class WaterDrumConfig(ScaledConfig):
                 "WaterDrumConfig: calib_fracs must contain 0.0 (retrain) and 1.0 (original)"
             )
 
+    def check_runnable(self):
+        """Refuse what this chain cannot run, with one line: the `paper` scale needs the paper's
+        pipeline (a LoRA fine-tune of the hub model on the hub data, unlearning on its device),
+        which is not built; the small pipeline must never write results labelled "paper"."""
+        if self.scale == "paper":
+            raise ConfigError(
+                f"waterdrum: --scale paper is not built yet: it needs a LoRA fine-tune of "
+                f"{self.hub_model} on {self.hub_data} and unlearning on the model's device; "
+                "run --scale default (the generated-language pipeline) instead"
+            )
+        return self
+
     @property
     def control_key(self) -> int:
         "The unmarked control owner's index (its documents are written with kappa = 0)."
