@@ -793,6 +793,9 @@ class Site:
 
         # results beside the paper
         L += ["", "## Results", "", self.verdict_block(claims), ""]
+        rob = self.robustness_line(p.id)
+        if rob:
+            L += [rob, ""]
         L.append(self.claims_table(p, claims))
         for stem in reversed(p.notebooks):
             bs = section(
@@ -978,9 +981,27 @@ class Site:
             f"**Verdict: {esc(v.get('status'))}** {self.verdict_badge(claims)}. "
             f"*The paper's headline:* {esc(v.get('headline', ''))} "
             f"*Our evidence:* {esc(v.get('evidence', ''))} "
-            f"(judged from {ids}" + (f"; companions {comp}" if comp else "") + ": reproduced when "
+            + (
+                f"*Caveat (caps the verdict at partly):* {esc(v['caveat'])} "
+                if v.get("caveat")
+                else ""
+            )
+            + f"(judged from {ids}"
+            + (f"; companions {comp}" if comp else "")
+            + ": reproduced when "
             "every headline claim holds, partly when some or only their companions hold, not "
             "reproduced otherwise.)"
+        )
+
+    def robustness_line(self, pid: str) -> str:
+        "The sweep over seeds, in one line (empty without a committed sweep)."
+        from compendium.core.sweep import robustness_summary
+
+        line = robustness_summary(pid, "default", self.root, self.root)
+        return (
+            f"**Over seeds** (the committed sweep, figure `robustness` below): {esc(line)}."
+            if line
+            else ""
         )
 
     def claims_table(self, p, claims) -> str:
@@ -1073,6 +1094,40 @@ class Site:
                     f"| {plink} | {esc(r.id)} | {esc(r.statement)} | {fmt(r.measured)} | "
                     f"{OPS.get(r.op, esc(r.op))} {fmt(r.target)} | {fmt(r.tolerance)} | "
                     f"{self.badge(r.status)} | {run} |"
+                )
+        # the committed sweeps: each claim over seeds
+        from compendium.core.sweep import robustness, robustness_summary
+
+        rob = robustness("default", self.root, self.root)
+        swept = [
+            p for p in self.papers if robustness_summary(p.id, "default", self.root, self.root)
+        ]
+        if swept:
+            L += [
+                "",
+                "## Over seeds",
+                "",
+                "Each swept paper's claims over the seeds of its committed default-scale sweep "
+                "(`compendium reproduce <paper> --seeds 0-4`, kept in "
+                "`figures/<paper>/robustness.json`): how often each holds, with a 95% Wilson "
+                "interval, and the median and 5th–95th percentile of the measured value.",
+                "",
+            ]
+            for p in swept:
+                line = robustness_summary(p.id, "default", self.root, self.root)
+                L.append(f"- [{p.id}]({relpage(p.id + '/index.md', page)}): {esc(line)}")
+            L += [
+                "",
+                "| paper | claim | seeds | holds | pass rate [95% CI] | measured: median [5–95%] "
+                "| target |",
+                "|---|---|---|---|---|---|---|",
+            ]
+            for r in rob[rob.paper.isin([p.id for p in swept])].itertuples():
+                rate = f"{r.rate:.0%} [{r.lo:.0%}, {r.hi:.0%}]" if r.checked else "not checked"
+                L.append(
+                    f"| {esc(r.paper)} | {esc(r.id)} | {r.seeds} | {r.holds}/{r.checked} | {rate} "
+                    f"| {fmt(r.median)} [{fmt(r.p5)}, {fmt(r.p95)}] | "
+                    f"{OPS.get(r.op, esc(r.op))} {fmt(r.target)} |"
                 )
         # local runs at the other scales (not committed: only where this machine ran them)
         for scale in ("paper", "ci"):

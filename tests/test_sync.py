@@ -166,9 +166,10 @@ def test_every_chain_has_a_verdict_shown_in_the_readme(root):
         )
         assert v["status"] in VERDICTS[:3], f"{p.id}: verdict {v['status']!r} at default scale"
         statuses = {c["id"]: c["status"] for c in d["claims"]}
-        assert judge(statuses, v["claims"], v.get("companions", [])) == v["status"], (
-            f"{p.id}: the verdict does not follow from its headline claims"
-        )
+        assert (
+            judge(statuses, v["claims"], v.get("companions", []), v.get("caveat", ""))
+            == v["status"]
+        ), f"{p.id}: the verdict does not follow from its headline claims"
         assert v["headline"] and v["evidence"], f"{p.id}: a verdict needs its headline and evidence"
         rows = [ln for ln in readme.splitlines() if ln.startswith("|") and f"(nbs/{p.id})" in ln]
         assert len(rows) == 1, f"README: no single papers-table row for {p.id}"

@@ -88,11 +88,12 @@ class Verdict:
     evidence: str  # what we measured, in one sentence
     claims: list  # ids of the claims that state the headline (natural readings)
     companions: list = field(default_factory=list)  # ids of their companions
+    caveat: str = ""  # a known defect of the test; caps the status at "partly"
 
 
-def judge(statuses: dict, claims, companions=()) -> str:
+def judge(statuses: dict, claims, companions=(), caveat: str = "") -> str:
     """The verdict's status from the claims' `statuses` (id -> pass / fail /
-    not-checked): see the rules above."""
+    not-checked), capped at partly by a `caveat`: see the rules above."""
     missing = [i for i in (*claims, *companions) if i not in statuses]
     if missing or not claims:
         raise ConfigError(
@@ -102,7 +103,7 @@ def judge(statuses: dict, claims, companions=()) -> str:
     if "not-checked" in head:
         return "not-checked"
     if all(s == "pass" for s in head):
-        return "reproduced"
+        return "partly" if caveat else "reproduced"
     if any(s == "pass" for s in head) or any(statuses[i] == "pass" for i in companions):
         return "partly"
     return "not reproduced"
@@ -134,11 +135,13 @@ class ClaimSet:
         self.claims.append(c)
         return c
 
-    def judge(self, headline: str, evidence: str, claims, companions=()) -> Verdict:
+    def judge(
+        self, headline: str, evidence: str, claims, companions=(), caveat: str = ""
+    ) -> Verdict:
         """Set the verdict on the paper's `headline` from the headline `claims`
-        (and their `companions`), with our `evidence` in one sentence."""
-        st = judge({c.id: c.status for c in self.claims}, claims, companions)
-        self.verdict = Verdict(st, headline, evidence, list(claims), list(companions))
+        (and their `companions`, and a known `caveat`), with our `evidence` in one sentence."""
+        st = judge({c.id: c.status for c in self.claims}, claims, companions, caveat)
+        self.verdict = Verdict(st, headline, evidence, list(claims), list(companions), caveat)
         return self.verdict
 
     def to_dict(self, **extra) -> dict:
