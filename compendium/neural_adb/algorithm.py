@@ -1,4 +1,4 @@
-"""The reward network and its gradient features (torch.func), the uncertainty matrix V (exact or diagonal), context and arm selection (UCB, TS), the BTL training, APO-linear, random collection and the random-context ablation, and the metrics; vectorised over seeds.
+"""The reward network and its gradient features, the uncertainty matrix V (exact or diagonal), context and arm selection (UCB, TS), the BTL training, APO-linear, random collection and the random-context ablation, the metrics, and a round of the algorithm as in the paper's algorithm box; vectorised over seeds.
 
 Docs: https://compendium-dev.github.io/compendium/neural_adb/neural_adb.html.md"""
 
@@ -12,16 +12,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 import torch
-from torch.func import grad, vmap
 from tqdm.auto import tqdm
 from ..core.config import ConfigError
 from ..core.artifacts import Checkpointer
 from .data import NeuralADBConfig, latent_reward
 
 # %% auto #0
-__all__ = ['PARAMS', 'METHODS', 'init_params', 'hidden', 'reward_model', 'n_params', 'grad_features', 'projection', 'features',
+__all__ = ['PARAMS', 'METHODS', 'init_params', 'layers', 'reward_model', 'n_params', 'grad_features', 'projection', 'features',
            'v_inverse', 'block_gram', 'rank_one', 'pair_sigma2', 'second_arm_scores', 'select_context', 'btl_loss',
-           'train', 'logistic_ridge', 'policy_metrics', 'SimResult', 'simulate']
+           'queried_arms', 'train', 'logistic_ridge', 'policy_metrics', 'SimResult', 'Run', 'start', 'scores',
+           'refresh', 'draws', 'most_uncertain_pair', 'sigma2_row', 'choose_query', 'observe', 'update_V',
+           'update_model', 'evaluate', 'play_round', 'checkpoint', 'resume', 'simulate']
 
 # %% ../../nbs/neural_adb/02_neural_adb.ipynb #83197ffe
 PARAMS = ("W1", "b1", "W2", "b2", "w3", "b3")
@@ -48,24 +49,17 @@ def init_params(seeds, d: int, m: int, device="cpu") -> dict:
     return {k: v.to(device) for k, v in p.items()}
 
 
-def hidden(p: dict, X: torch.Tensor) -> torch.Tensor:
-    "The last hidden layer, X (B, N, d) -> (B, N, m)."
-    z = torch.relu(torch.baddbmm(p["b1"][:, None], X, p["W1"]))
-    return torch.relu(torch.baddbmm(p["b2"][:, None], z, p["W2"]))
+def layers(p: dict, X: torch.Tensor) -> tuple:
+    "The pre-activations a_1, a_2 and activations z_1, z_2 of the two hidden layers, X (B, N, d)."
+    a1 = torch.baddbmm(p["b1"][:, None], X, p["W1"])
+    z1 = torch.relu(a1)
+    a2 = torch.baddbmm(p["b2"][:, None], z1, p["W2"])
+    return a1, z1, a2, torch.relu(a2)
 
 
 def reward_model(p: dict, X: torch.Tensor) -> torch.Tensor:
     "h(x; theta) for every environment and arm: X (B, N, d) -> (B, N)."
-    return torch.einsum("bnm,bm->bn", hidden(p, X), p["w3"]) + p["b3"][:, None]
-
-
-def _h_one(p: dict, x: torch.Tensor) -> torch.Tensor:
-    "h for one environment and one arm (the function torch.func differentiates)."
-    z = torch.relu(torch.relu(x @ p["W1"] + p["b1"]) @ p["W2"] + p["b2"])
-    return z @ p["w3"] + p["b3"]
-
-
-_per_arm_grad = vmap(vmap(grad(_h_one), in_dims=(None, 0)), in_dims=(0, 0))
+    return torch.einsum("bnm,bm->bn", layers(p, X)[3], p["w3"]) + p["b3"][:, None]
 
 
 def n_params(d: int, m: int) -> int:
@@ -73,18 +67,25 @@ def n_params(d: int, m: int) -> int:
     return d * m + m + m * m + m + m + 1
 
 
-def grad_features(p: dict, X: torch.Tensor, last: bool = False, chunk: int = 4096) -> torch.Tensor:
-    """phi(x) = grad_theta h(x; theta) / sqrt(m) per arm, X (B,
-    N, d) -> (B, N, p); `last`: last layer only (B, N, m + 1)."""
+def grad_features(p: dict, X: torch.Tensor, last: bool = False) -> torch.Tensor:
+    """phi(x) = grad_theta h(x; theta) / sqrt(m) per arm, X (B, N, d)
+    -> (B, N, p) in PARAMS order; `last`: (w3, b3) only, (B, N, m + 1)."""
+    B, N, d = X.shape
     m = p["W1"].shape[-1]
+    a1, z1, a2, z2 = layers(p, X)
     if last:
-        z = hidden(p, X)
-        return torch.cat([z, torch.ones_like(z[..., :1])], -1) / math.sqrt(m)
-    out = []
-    for i in range(0, X.shape[1], chunk):
-        g = _per_arm_grad(p, X[:, i : i + chunk])
-        out.append(torch.cat([g[k].reshape(*g[k].shape[:2], -1) for k in PARAMS], -1))
-    return torch.cat(out, 1) / math.sqrt(m)
+        return torch.cat([z2, torch.ones_like(z2[..., :1])], -1) / math.sqrt(m)
+    d2 = p["w3"][:, None] * (a2 > 0)  # dh/da_2
+    d1 = torch.bmm(d2, p["W2"].transpose(1, 2)) * (a1 > 0)  # dh/da_1
+    g = X.new_empty(B, N, n_params(d, m))
+    W1, b1, W2, b2, w3 = torch.split(g[..., :-1], [d * m, m, m * m, m, m], -1)
+    torch.mul(X[..., :, None], d1[..., None, :], out=W1.unflatten(-1, (d, m)))
+    b1.copy_(d1)
+    torch.mul(z1[..., :, None], d2[..., None, :], out=W2.unflatten(-1, (m, m)))
+    b2.copy_(d2)
+    w3.copy_(z2)
+    g[..., -1] = 1.0
+    return g / math.sqrt(m)
 
 # %% ../../nbs/neural_adb/02_neural_adb.ipynb #84ca9893
 def projection(seeds, p: int, r: int, device="cpu") -> torch.Tensor:
@@ -99,7 +100,7 @@ def projection(seeds, p: int, r: int, device="cpu") -> torch.Tensor:
 
 
 def features(
-    p: dict, p0: dict, X: torch.Tensor, kind: str, P: torch.Tensor | None = None
+    p: dict, p0: dict, X: torch.Tensor, kind: str, P: torch.Tensor | None = None, chunk: int = 32
 ) -> torch.Tensor:
     """The uncertainty features of every arm for `kind` in
     init | current | last | proj: X (B, N, d) -> (B, N, r)."""
@@ -109,45 +110,63 @@ def features(
         return grad_features(p, X)
     if kind == "last":
         return grad_features(p, X, last=True)
-    if kind == "proj":
-        return torch.bmm(grad_features(p, X), P)
+    if kind == "proj":  # `chunk` arms at a time: their (B, chunk, p) gradients stay small
+        return torch.cat(
+            [
+                torch.bmm(grad_features(p, X[:, i : i + chunk]), P)
+                for i in range(0, X.shape[1], chunk)
+            ],
+            1,
+        )
     raise ConfigError(f"unknown features {kind!r}; choose init, current, last or proj")
 
 # %% ../../nbs/neural_adb/02_neural_adb.ipynb #2a8ef43d
 def v_inverse(U: torch.Tensor, lam: float, exact: bool) -> torch.Tensor:
-    """A = V^-1 from the query differences U (B, n, r):
-    (B, r, r) exact, or the inverse diagonal (B, r)."""
-    if not exact:
-        return 1 / (lam + (U.double() ** 2).sum(1))
+    """A = V^-1 from the query differences U (B, n, r): (B, r, r) exact
+    (by Woodbury's identity when n < r / 2), or the inverse diagonal (B, r)."""
     U = U.double()
-    r = U.shape[-1]
-    V = lam * torch.eye(r, dtype=U.dtype, device=U.device) + U.transpose(1, 2) @ U
-    return torch.cholesky_inverse(torch.linalg.cholesky(V))
+    if not exact:
+        return 1 / (lam + (U**2).sum(1))
+    n, r = U.shape[1:]
+    I_r = torch.eye(r, dtype=U.dtype, device=U.device)
+    if 2 * n < r:  # (lam I + U^T U)^-1 = (I - W^T W) / lam, W = L^-1 U, L L^T = lam I + U U^T
+        I_n = torch.eye(n, dtype=U.dtype, device=U.device)
+        L = torch.linalg.cholesky(lam * I_n + U @ U.transpose(1, 2))
+        W = torch.linalg.solve_triangular(L, U, upper=False)
+        return (I_r - W.transpose(1, 2) @ W) / lam
+    return torch.cholesky_inverse(torch.linalg.cholesky(lam * I_r + U.transpose(1, 2) @ U))
 
 
-def block_gram(Phi: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
+def block_gram(Phi: torch.Tensor, A: torch.Tensor, chunk: int = 10) -> torch.Tensor:
     "Q_c = Phi_c A Phi_c^T for every context: Phi (B, C, K, r) -> (B, C, K, K)."
+    B, C, K, r = Phi.shape
     Phi = Phi.double()
-    if A.dim() == 2:
-        return torch.einsum("bckr,bclr->bckl", Phi * A[:, None, None], Phi)
-    return torch.einsum("bckr,bclr->bckl", torch.einsum("bckr,brs->bcks", Phi, A), Phi)
+    if A.dim() == 3:
+        PA = torch.bmm(Phi.reshape(B, C * K, r), A).view(B, C, K, r)
+        return torch.einsum("bckr,bclr->bckl", PA, Phi)
+    # diagonal: Q_c = L_c L_c^T with L = Phi diag(A)^(1/2), `chunk` contexts at a time
+    Q, s = Phi.new_empty(B, C, K, K), A.sqrt()[:, None, None]
+    for i in range(0, C, chunk):
+        L = (Phi[:, i : i + chunk] * s).flatten(0, 1)
+        Q[:, i : i + chunk] = torch.bmm(L, L.transpose(1, 2)).view(B, -1, K, K)
+    return Q
 
 
 def rank_one(
     A: torch.Tensor, u: torch.Tensor, Phi: torch.Tensor | None = None, Q: torch.Tensor | None = None
 ):
-    """Add u u^T to V: the new A (and Q); diagonal A gets
-    u^2 added to its diagonal (Q is then recomputed)."""
+    """Add u u^T to V: the new A (exact: by Sherman-Morrison, in place) and
+    Q when given (diagonal A: u^2 added to V's diagonal, Q recomputed)."""
     u = u.double()
     if A.dim() == 2:
         A = 1 / (1 / A + u**2)
         return A, (block_gram(Phi, A) if Q is not None else None)
-    Au = torch.einsum("brs,bs->br", A, u)
-    den = 1 + (u * Au).sum(-1)
-    A = A - Au[:, :, None] * Au[:, None, :] / den[:, None, None]
-    if Q is not None:
-        w = torch.einsum("bckr,br->bck", Phi.double(), Au)
-        Q = Q - w[..., :, None] * w[..., None, :] / den[:, None, None, None]
+    Au = torch.bmm(u[:, None, :], A)[:, 0]  # u^T A = (A u)^T, A being symmetric
+    v = Au / (1 + (u * Au).sum(-1)).sqrt()[:, None]
+    A.baddbmm_(v[:, :, None], v[:, None, :], alpha=-1)  # A - A u u^T A / (1 + u^T A u)
+    if Q is not None:  # Q_c - (Phi_c v)(Phi_c v)^T
+        w = torch.bmm(v[:, None, :], Phi.flatten(1, 2).transpose(1, 2).double()).view(Q.shape[:3])
+        Q.sub_(w[..., :, None] * w[..., None, :])
     return A, Q
 
 
@@ -183,26 +202,45 @@ def select_context(
 
 # %% ../../nbs/neural_adb/02_neural_adb.ipynb #4f020b5d
 def btl_loss(
-    p: dict, p0: dict, X1: torch.Tensor, X2: torch.Tensor, y: torch.Tensor, lam: float
+    p: dict,
+    p0: dict,
+    X: torch.Tensor,
+    i1: torch.Tensor,
+    i2: torch.Tensor,
+    y: torch.Tensor,
+    lam: float,
 ) -> torch.Tensor:
-    """L_t(theta) per environment: mean BTL negative log-likelihood
-    plus m lambda / (2t) ||theta - theta_0||^2, shape (B,)."""
-    n, m = X1.shape[1], p["W1"].shape[-1]
+    """L_t(theta) per environment (B,) for the queries (i1, i2) (B, t), indices into the
+    arms X (B, N, d): mean BTL NLL plus m lambda / (2t) ||theta - theta_0||^2."""
+    t, m = i1.shape[1], p["W1"].shape[-1]
+    h = reward_model(p, X)
     nll = torch.nn.functional.binary_cross_entropy_with_logits(
-        reward_model(p, X1) - reward_model(p, X2), y, reduction="none"
+        h.gather(1, i1) - h.gather(1, i2), y, reduction="none"
     ).mean(1)
     reg = sum(((p[k] - p0[k]) ** 2).reshape(p[k].shape[0], -1).sum(1) for k in PARAMS)
-    return nll + m * lam / (2 * n) * reg
+    return nll + m * lam / (2 * t) * reg
 
 
-def train(p: dict, p0: dict, X1, X2, y, lam: float, steps: int, lr: float) -> dict:
-    """`steps` full-batch Adam steps on every environment's
-    L_t, warm-started at `p`; returns the new parameters."""
+def queried_arms(i1: torch.Tensor, i2: torch.Tensor, N: int) -> tuple:
+    """The distinct queried arms per environment (i1, i2: (B, t) indices into N arms) as
+    `idx` (B, U) (padded with unqueried arms), and i1, i2 as positions in `idx`."""
+    used = torch.zeros(i1.shape[0], N, dtype=torch.bool, device=i1.device)
+    used.scatter_(1, i1, True).scatter_(1, i2, True)
+    idx = torch.argsort((~used).to(torch.uint8), dim=1, stable=True)[:, : int(used.sum(1).max())]
+    pos = used.long().cumsum(1) - 1  # a queried arm's place among the queried arms
+    return idx, pos.gather(1, i1), pos.gather(1, i2)
+
+
+def train(p: dict, p0: dict, X, i1, i2, y, lam: float, steps: int, lr: float) -> dict:
+    """`steps` full-batch Adam steps on every environment's L_t, warm-started
+    at `p`; h is evaluated once per distinct queried arm of X (B, N, d)."""
+    idx, j1, j2 = queried_arms(i1, i2, X.shape[1])
+    Xq = X.gather(1, idx[..., None].expand(-1, -1, X.shape[-1]))
     q = {k: v.detach().clone().requires_grad_(True) for k, v in p.items()}
-    opt = torch.optim.Adam(list(q.values()), lr=lr)
+    opt = torch.optim.Adam(list(q.values()), lr=lr, foreach=True)
     for _ in range(steps):
         opt.zero_grad()
-        btl_loss(q, p0, X1, X2, y, lam).sum().backward()
+        btl_loss(q, p0, Xq, j1, j2, y, lam).sum().backward()
         opt.step()
     return {k: v.detach() for k, v in q.items()}
 
@@ -259,17 +297,230 @@ class SimResult:
     config: dict = field(default_factory=dict)
 
 
-def _draws(seeds, t: int, C: int, K: int):
-    """The random numbers of query t per environment: BTL
-    uniform, random context, random pair, TS normals (C, K)."""
+@dataclass
+class Run:
+    """One method in B environments: what stays fixed (X, f, theta_0, P) and
+    what the rounds change (the log of queries, the model, Phi, A = V^-1, Q)."""
+
+    method: str
+    cfg: NeuralADBConfig
+    reward: str
+    X: torch.Tensor  # (B, C, K, d) arm features
+    F: torch.Tensor  # (B, C, K) latent rewards f
+    seeds: np.ndarray  # (B,)
+    p0: dict | None = None  # theta_0 (the network methods)
+    P: torch.Tensor | None = None  # the random projection of the "proj" features
+    theta: dict = field(default_factory=dict)  # the network's weights, or {"w": w}
+    H: torch.Tensor | None = None  # (B, C, K) scores h(x_{c,a}) of the current model
+    Phi: torch.Tensor | None = None  # (B, C, K, r) uncertainty features (float64)
+    A: torch.Tensor | None = None  # V^-1 (B, r, r), or its diagonal (B, r)
+    Q: torch.Tensor | None = None  # (B, C, K, K) block Grams Phi_c A Phi_c^T
+    log: dict = field(default_factory=dict)  # queries c, a, outcomes y, regret; curves
+
+    @property
+    def kind(self) -> tuple[str, str, str]:
+        "(model, context, arms) of the method."
+        return METHODS[self.method]
+
+    @property
+    def bi(self) -> torch.Tensor:
+        "The environment index 0..B-1."
+        return torch.arange(self.X.shape[0], device=self.X.device)
+
+    @property
+    def uses_V(self) -> bool:
+        "Whether the method needs the uncertainty (all but uniform pairs)."
+        return self.kind[2] != "random"
+
+# %% ../../nbs/neural_adb/02_neural_adb.ipynb #b99d9458
+def start(
+    method: str, cfg: NeuralADBConfig, reward: str, X: torch.Tensor, F: torch.Tensor, seeds
+) -> Run:
+    "A run before its first query: theta_0 (or w = 0), V_0 = lambda I, and the scores and features."
+    B, C, K, d = X.shape
+    r = Run(method, cfg, reward, X, F, np.asarray(seeds))
+    log = dict(
+        c=torch.zeros(B, cfg.T, dtype=torch.long),
+        a=torch.zeros(B, cfg.T, 2, dtype=torch.long),
+        y=torch.zeros(B, cfg.T),
+        regret=torch.zeros(B, cfg.T, dtype=torch.float64),
+        curves=torch.full((5, B, len(cfg.evals)), float("nan"), dtype=torch.float64),
+    )
+    r.log = {k: v.to(X.device) for k, v in log.items()}
+    if r.kind[0] == "linear":
+        r.theta = {"w": torch.zeros(B, d, dtype=torch.float64, device=X.device)}
+    else:
+        r.p0 = init_params(seeds, d, cfg.width, X.device)
+        r.theta = {k: v.clone() for k, v in r.p0.items()}
+        if cfg.features == "proj":
+            r.P = projection(seeds, n_params(d, cfg.width), cfg.proj_dim, X.device)
+    refresh(r, 0)
+    return r
+
+
+def scores(r: Run) -> torch.Tensor:
+    "h(x_{c,a}) of every arm of the pool under the current model, (B, C, K)."
+    B, C, K, d = r.X.shape
+    if r.kind[0] == "linear":
+        return torch.einsum("bckd,bd->bck", r.X.double(), r.theta["w"])
+    return reward_model(r.theta, r.X.reshape(B, C * K, d)).reshape(B, C, K)
+
+
+def refresh(r: Run, n: int):
+    """The scores H; at the start, and after retraining when the features move with the
+    weights, also Phi, A and Q recomputed from the first n queries."""
+    r.H = scores(r)
+    fixed = r.kind[0] == "linear" or r.cfg.features == "init"
+    if not r.uses_V or (n > 0 and fixed):
+        return
+    B, C, K, d = r.X.shape
+    if r.kind[0] == "linear":
+        r.Phi = r.X.double()  # the linear features x
+    else:
+        Phi = features(r.theta, r.p0, r.X.reshape(B, C * K, d), r.cfg.features, r.P)
+        r.Phi = Phi.reshape(B, C, K, -1).double()
+    c, a, bi = r.log["c"][:, :n], r.log["a"][:, :n], r.bi[:, None]
+    U = r.Phi[bi, c, a[..., 0]] - r.Phi[bi, c, a[..., 1]]
+    r.A = v_inverse(U, r.cfg.lam, r.cfg.V == "exact" or r.kind[0] == "linear")
+    r.Q = block_gram(r.Phi, r.A) if r.kind[1] != "random" else None
+
+# %% ../../nbs/neural_adb/02_neural_adb.ipynb #79329315
+def draws(seeds, t: int, C: int, K: int, ts: bool = False) -> tuple:
+    """The random numbers of query t per environment: the BTL uniform u, a uniform
+    context and pair, and (for TS) the normals z (C, K)."""
     u, c, pr, z = [], [], [], []
     for s in seeds:
-        r = np.random.default_rng([int(s), 3, t])
-        u.append(r.uniform())
-        c.append(r.integers(C))
-        pr.append(r.choice(K, 2, replace=False))
-        z.append(r.normal(size=(C, K)))
-    return np.array(u), np.array(c), np.stack(pr), np.stack(z)
+        g = np.random.default_rng([int(s), 3, t])
+        u.append(g.uniform())
+        c.append(g.integers(C))
+        pr.append(g.choice(K, 2, replace=False))
+        if ts:
+            z.append(g.normal(size=(C, K)))
+    return np.array(u), np.array(c), np.stack(pr), (np.stack(z) if ts else None)
+
+
+def most_uncertain_pair(Q: torch.Tensor) -> tuple:
+    "APO: (c_t, a_t, b_t) = argmax over the pool of sigma(x_{c,a}, x_{c,b}), from Q (B, C, K, K)."
+    K = Q.shape[-1]
+    flat = pair_sigma2(Q).reshape(Q.shape[0], -1).argmax(-1)
+    return flat // (K * K), (flat // K) % K, flat % K
+
+
+def sigma2_row(r: Run, c: torch.Tensor, a1: torch.Tensor) -> torch.Tensor:
+    "sigma^2_{t-1}(x_{c,a1}, x_{c,b}) for every arm b of the chosen contexts c, (B, K)."
+    bi = r.bi
+    if r.Q is not None:
+        return pair_sigma2(r.Q[bi, c])[bi, a1]
+    D = r.Phi[bi, c] - r.Phi[bi, c, a1][:, None]  # (B, K, r)
+    if r.A.dim() == 2:  # diagonal
+        return (D**2 * r.A[:, None]).sum(-1)
+    return torch.einsum("bkr,brs,bks->bk", D, r.A, D)
+
+
+def choose_query(r: Run, c_rand, pair_rand, z) -> tuple:
+    """(c_t, a_t1, a_t2): the context (or the uniform draw c_rand), the greedy first
+    arm and the UCB / TS second arm (or the uniform pair pair_rand)."""
+    model, ctx, arms = r.kind
+    if ctx == "apo":
+        return most_uncertain_pair(r.Q)
+    c = c_rand
+    if ctx == "active":
+        c = select_context(r.H.double(), pair_sigma2(r.Q), r.cfg.nu, r.cfg.ctx_rule, arms, z)
+    if arms == "random":
+        return c, pair_rand[:, 0], pair_rand[:, 1]
+    Hc = r.H[r.bi, c].double()
+    a1 = Hc.argmax(-1)
+    zc = None if z is None else z[r.bi, c]
+    return c, a1, second_arm_scores(Hc, sigma2_row(r, c, a1), a1, r.cfg.nu, arms, zc).argmax(-1)
+
+# %% ../../nbs/neural_adb/02_neural_adb.ipynb #040e6b00
+def observe(r: Run, t: int, c, a1, a2, u) -> torch.Tensor:
+    "y_t ~ BTL(f(x_{c,a1}) - f(x_{c,a2})) from the uniforms u; logs the query and its regret."
+    bi = r.bi
+    f1, f2 = r.F[bi, c, a1], r.F[bi, c, a2]
+    y = (u < torch.sigmoid(f1 - f2)).float()
+    r.log["c"][:, t], r.log["a"][:, t, 0], r.log["a"][:, t, 1], r.log["y"][:, t] = c, a1, a2, y
+    r.log["regret"][:, t] = r.F.amax(-1)[bi, c] - (f1 + f2) / 2
+    return y
+
+
+def update_V(r: Run, c, a1, a2):
+    "V_t = V_{t-1} + u_t u_t^T, u_t = phi(x_{c,a1}) - phi(x_{c,a2}): A and Q by Sherman-Morrison."
+    if r.uses_V:
+        u = r.Phi[r.bi, c, a1] - r.Phi[r.bi, c, a2]
+        r.A, r.Q = rank_one(r.A, u, r.Phi, r.Q)
+
+
+def update_model(r: Run, n: int):
+    """theta_n: retrain on the first n queries (the network by `train`, the linear model
+    by `logistic_ridge`), then `refresh` the scores (and features, A, Q)."""
+    B, C, K, d = r.X.shape
+    c, a, y = r.log["c"][:, :n], r.log["a"][:, :n], r.log["y"][:, :n]
+    i1, i2 = c * K + a[..., 0], c * K + a[..., 1]  # indices into the flat pool
+    Xf = r.X.reshape(B, C * K, d)
+    if r.kind[0] == "linear":
+        Z = Xf[r.bi[:, None], i1] - Xf[r.bi[:, None], i2]
+        r.theta = {"w": logistic_ridge(Z, y, r.cfg.lam, r.theta["w"])}
+    else:
+        cf = r.cfg
+        r.theta = train(r.theta, r.p0, Xf, i1, i2, y, cf.lam, cf.steps, cf.lr)
+    refresh(r, n)
+
+
+def evaluate(r: Run, n: int):
+    "At n queries: the policy's worst and average gap and MAE, the queries' regret and contexts."
+    mt = policy_metrics(r.H, r.F)
+    ctxs = [len(set(r.log["c"][b, :n].tolist())) for b in range(len(r.seeds))]
+    r.log["curves"][:, :, r.cfg.evals.index(n)] = torch.stack(
+        [
+            mt["worst_gap"],
+            mt["avg_gap"],
+            mt["mae"],
+            r.log["regret"][:, :n].mean(1),
+            torch.tensor(ctxs, dtype=torch.float64, device=r.X.device),
+        ]
+    )
+
+
+def play_round(r: Run, t: int):
+    """Query t: choose the context and the arm pair, observe the preference, update V; every
+    `retrain_every` queries retrain the model (and evaluate it at `cfg.evals`)."""
+    B, C, K, d = r.X.shape
+    u, c_rand, pair_rand, z = (
+        None if v is None else torch.tensor(v, device=r.X.device)
+        for v in draws(r.seeds, t, C, K, ts=r.kind[2] == "ts")
+    )
+    c, a1, a2 = choose_query(r, c_rand, pair_rand, z)
+    observe(r, t, c, a1, a2, u)
+    update_V(r, c, a1, a2)
+    if (t + 1) % r.cfg.retrain_every == 0:
+        update_model(r, t + 1)
+        if t + 1 in r.cfg.evals:
+            evaluate(r, t + 1)
+
+# %% ../../nbs/neural_adb/02_neural_adb.ipynb #3101a9c2
+def checkpoint(r: Run) -> tuple[dict, dict]:
+    "Everything a resumed run needs: the log, the model's weights, A and Q."
+    arr = {k: v.cpu() for k, v in r.log.items()}
+    arr.update({f"p_{k}": v.cpu() for k, v in r.theta.items()})
+    arr.update({k: getattr(r, k).cpu() for k in ("A", "Q") if getattr(r, k) is not None})
+    return arr, {"method": r.method, "reward": r.reward}
+
+
+def resume(r: Run, arr: dict, meta: dict) -> int:
+    "Load a checkpoint into the started run `r`; return the number of queries it had made."
+    if (meta.get("method"), meta.get("reward")) != (r.method, r.reward) or tuple(
+        arr["c"].shape
+    ) != tuple(r.log["c"].shape):
+        raise ConfigError("the checkpoint is for another run; delete it")
+    dev, n = r.X.device, meta["step"]
+    r.log = {k: arr[k].to(dev) for k in r.log}
+    r.theta = {k: arr[f"p_{k}"].to(dev) for k in r.theta}
+    refresh(r, n)
+    for k in ("A", "Q"):
+        if k in arr:
+            setattr(r, k, arr[k].to(dev))
+    return n
 
 
 def simulate(
@@ -289,88 +540,19 @@ def simulate(
     (theta (B, d), pools X (B, C, K, d)); resume from `ckpt`."""
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-    model, ctx, arms = METHODS[method]
-    t_start = time.time()
-    dev = torch.device(device or "cpu")
-    B, C, K, d = X.shape
-    seeds = np.arange(cfg.seed, cfg.seed + B) if seeds is None else np.asarray(seeds)
-    # (B, C, K)
-    F = torch.tensor(
-        latent_reward(X, theta, reward, cfg) if F is None else F, dtype=torch.float64, device=dev
+    t_start, dev = time.time(), torch.device(device or "cpu")
+    seeds = np.arange(cfg.seed, cfg.seed + len(X)) if seeds is None else np.asarray(seeds)
+    F = latent_reward(X, theta, reward, cfg) if F is None else F
+    r = start(
+        method,
+        cfg,
+        reward,
+        torch.tensor(X, dtype=torch.float32, device=dev),
+        torch.tensor(F, dtype=torch.float64, device=dev),
+        seeds,
     )
-    Fstar = F.amax(-1)
-    Xt = torch.tensor(X, dtype=torch.float32, device=dev)
-    Xf = Xt.reshape(B, C * K, d)
-    bi = torch.arange(B, device=dev)
-    E = list(cfg.evals)
-    exact = cfg.V == "exact"
-    needQ = ctx == "active"
-    st = dict(
-        c=torch.zeros(B, cfg.T, dtype=torch.long),
-        a=torch.zeros(B, cfg.T, 2, dtype=torch.long),
-        y=torch.zeros(B, cfg.T),
-        regret=torch.zeros(B, cfg.T, dtype=torch.float64),
-        curves=torch.full((5, B, len(E)), float("nan"), dtype=torch.float64),
-    )
-    st = {k: v.to(dev) for k, v in st.items()}
-    H = Phi = A = Q = None
-    if model == "linear":
-        w = torch.zeros(B, d, dtype=torch.float64, device=dev)
-        Phi = Xt.double()  # the linear features x, (B, C, K, d)
-        A = torch.eye(d, dtype=torch.float64, device=dev).repeat(B, 1, 1) / cfg.lam
-        Q = block_gram(Phi, A)
-    else:
-        p0 = init_params(seeds, d, cfg.width, dev)
-        p = {k: v.clone() for k, v in p0.items()}
-        Pm = (
-            projection(seeds, n_params(d, cfg.width), cfg.proj_dim, dev)
-            if cfg.features == "proj"
-            else None
-        )
-    uses_V = model == "linear" or arms != "random"
-
-    def scores():
-        "h of every arm of the pool under the current model, (B, C, K)."
-        return (
-            torch.einsum("bckd,bd->bck", Xt.double(), w)
-            if model == "linear"
-            else reward_model(p, Xf).reshape(B, C, K)
-        )
-
-    def uncertainty(n: int):
-        "Phi for the current model, and A, Q recomputed from the first n queries."
-        Phi = features(p, p0, Xf, cfg.features, Pm).reshape(B, C, K, -1)
-        U = (
-            Phi[bi[:, None], st["c"][:, :n], st["a"][:, :n, 0]]
-            - Phi[bi[:, None], st["c"][:, :n], st["a"][:, :n, 1]]
-        )
-        A = v_inverse(U, cfg.lam, exact)
-        return Phi, A, (block_gram(Phi, A) if needQ else None)
-
     ck = Checkpointer(ckpt, cfg.ckpt_every)
-    t0 = 0
-    if (got := ck.load()) is not None:
-        arr, meta = got
-        if (
-            meta.get("method") != method
-            or meta.get("reward") != reward
-            or tuple(arr["c"].shape) != (B, cfg.T)
-        ):
-            raise ConfigError(f"checkpoint {ckpt} is for another run; delete it")
-        t0 = meta["step"]
-        for k in st:
-            st[k] = arr[k].to(dev)
-        if model == "linear":
-            w = arr["w"].to(dev)
-        else:
-            p = {k: arr[f"p_{k}"].to(dev) for k in PARAMS}
-        if uses_V:
-            A, Q = arr["A"].to(dev), (arr["Q"].to(dev) if "Q" in arr else None)
-            if model == "neural":
-                Phi = features(p, p0, Xf, cfg.features, Pm).reshape(B, C, K, -1)
-    elif model == "neural" and uses_V:
-        Phi, A, Q = uncertainty(0)
-    H = scores()
+    t0 = resume(r, *got) if (got := ck.load()) is not None else 0
     bar = tqdm(
         total=cfg.T,
         initial=t0,
@@ -380,101 +562,16 @@ def simulate(
         mininterval=2,
     )
     for t in range(t0, cfg.T):
-        u, rc, rpair, z = _draws(seeds, t, C, K)
-        z = torch.tensor(z, dtype=torch.float64, device=dev)
-        if ctx == "apo":  # the most uncertain pair of the whole pool
-            flat = pair_sigma2(Q).reshape(B, -1).argmax(-1)
-            c, a1, a2 = flat // (K * K), (flat // K) % K, flat % K
-        else:
-            if ctx == "active":
-                c = select_context(H.double(), pair_sigma2(Q), cfg.nu, cfg.ctx_rule, arms, z)
-            else:
-                c = torch.tensor(rc, device=dev)
-            if arms == "random":
-                a1, a2 = (
-                    torch.tensor(rpair[:, 0], device=dev),
-                    torch.tensor(rpair[:, 1], device=dev),
-                )
-            else:
-                Hc = H[bi, c].double()
-                a1 = Hc.argmax(-1)
-                if needQ:
-                    s2 = pair_sigma2(Q[bi, c])[bi, a1]  # (B, K): sigma^2 against a1
-                else:
-                    Dv = (Phi[bi, c] - Phi[bi, c, a1][:, None]).double()
-                    s2 = (
-                        torch.einsum("bkr,brs,bks->bk", Dv, A, Dv)
-                        if exact
-                        else (Dv**2 * A[:, None]).sum(-1)
-                    )
-                a2 = second_arm_scores(Hc, s2, a1, cfg.nu, arms, z[bi, c]).argmax(-1)
-        f1, f2 = F[bi, c, a1], F[bi, c, a2]
-        y = (torch.tensor(u, device=dev) < torch.sigmoid(f1 - f2)).float()
-        st["c"][:, t], st["a"][:, t, 0], st["a"][:, t, 1], st["y"][:, t] = c, a1, a2, y
-        st["regret"][:, t] = Fstar[bi, c] - (f1 + f2) / 2
-        if uses_V:
-            A, Q = rank_one(A, Phi[bi, c, a1] - Phi[bi, c, a2], Phi if Q is not None else None, Q)
+        play_round(r, t)
+        bar.update(1)
         n = t + 1
         if n % cfg.retrain_every == 0:
-            X1, X2 = (
-                Xt[bi[:, None], st["c"][:, :n], st["a"][:, :n, 0]],
-                Xt[bi[:, None], st["c"][:, :n], st["a"][:, :n, 1]],
-            )
-            if model == "linear":
-                w = logistic_ridge(X1 - X2, st["y"][:, :n], cfg.lam, w)
-            else:
-                p = train(p, p0, X1, X2, st["y"][:, :n], cfg.lam, cfg.steps, cfg.lr)
-                # the features moved with the weights
-                if uses_V and cfg.features != "init":
-                    Phi, A, Q = uncertainty(n)
-            H = scores()
-            if n in E:
-                j = E.index(n)
-                mt = policy_metrics(H, F)
-                st["curves"][:, :, j] = torch.stack(
-                    [
-                        mt["worst_gap"],
-                        mt["avg_gap"],
-                        mt["mae"],
-                        st["regret"][:, :n].mean(1),
-                        torch.tensor(
-                            [len(set(st["c"][b, :n].tolist())) for b in range(B)],
-                            device=dev,
-                            dtype=torch.float64,
-                        ),
-                    ]
-                )
-
-            def state():
-                arr = {k: v.cpu() for k, v in st.items()}
-                if A is not None:
-                    arr["A"] = A.cpu()
-                if Q is not None:
-                    arr["Q"] = Q.cpu()
-                if model == "linear":
-                    arr["w"] = w.cpu()
-                else:
-                    arr.update({f"p_{k}": p[k].cpu() for k in PARAMS})
-                return arr, {"method": method, "reward": reward}
-
-            ck.maybe_save(n, state, force=n == stop_after)
+            ck.maybe_save(n, lambda: checkpoint(r), force=n == stop_after)
             if stop_after and n >= stop_after:
                 bar.close()
                 raise KeyboardInterrupt(f"stopped after {n} queries")
-        bar.update(1)
     bar.close()
     ck.clear()
-    cv = st["curves"].cpu().numpy()
-    return SimResult(
-        method,
-        reward,
-        np.array(E),
-        cv[0],
-        cv[1],
-        cv[2],
-        cv[3],
-        cv[4],
-        seeds,
-        time.time() - t_start,
-        cfg.to_dict(),
-    )
+    cv = r.log["curves"].cpu().numpy()
+    E = np.array(cfg.evals)
+    return SimResult(method, reward, E, *cv, seeds, time.time() - t_start, cfg.to_dict())

@@ -29,7 +29,8 @@ class NeuralADBConfig(ScaledConfig):
     square_scale: float = 10.0  # f = square_scale * (theta.x)^2
     sine_scale: float = 2.0  # f = sine_scale * sin(sine_freq * theta.x)
     sine_freq: float = 3.0
-    seeds: int = 5  # independent instances (seed, seed+1, ...), run side by side
+    sine_d0: int = 5  # d_0: "sine-sqrtd" = sine_scale * sin(sine_freq * sqrt(d / d_0) * theta.x)
+    seeds: int = 10  # independent instances (seed, seed+1, ...), run side by side
     T: int = 1000  # queries per run (shorter budgets are read off the same runs)
     # query counts at which the policy is evaluated
     evals: tuple[int, ...] = (20, 50, 100, 200, 500, 1000)
@@ -59,14 +60,18 @@ class NeuralADBConfig(ScaledConfig):
     sweep_d: tuple[int, ...] = (5, 10, 20)
     sweep_K: tuple[int, ...] = (5, 10, 20)
     sweep_methods: tuple[str, ...] = ("Neural-ADB-UCB", "Random", "APO-linear")
-    sweep_seeds: int = 3
+    sweep_rewards: tuple[str, ...] = ("sine-sqrtd",)  # rewards run in the sweep over d only
+    sweep_seeds: int = 3  # environments of the sweeps (the first of the main runs')
+    ablation_seeds: int = 5  # environments of the ablation (the first of the main runs')
     ablation: tuple[str, ...] = (
-        "paper-literal",
+        "paper",
+        "paper-rule-diagonal-V",
         "init-diag",
         "current-diag",
         "proj-diag",
         "last-diag",
         "init-exact",
+        "current-exact",
         "last-exact",
         "maxpair-proj",
         "lam0.1",
@@ -88,7 +93,8 @@ class NeuralADBConfig(ScaledConfig):
             sweep_d=(5, 10),
             sweep_K=(5, 10),
             sweep_seeds=1,
-            ablation=("paper-literal", "proj-diag"),
+            ablation_seeds=1,
+            ablation=("paper", "paper-rule-diagonal-V"),
             ckpt_every=100,
         ),
         "paper": dict(
@@ -115,8 +121,14 @@ class NeuralADBConfig(ScaledConfig):
             raise ConfigError(
                 f"NeuralADBConfig: ctx_rule must be optimistic or maxpair, got {self.ctx_rule!r}"
             )
-        if any(r not in REWARDS for r in self.rewards):
+        if any(r not in REWARDS for r in (*self.rewards, *self.sweep_rewards)):
             raise ConfigError(f"NeuralADBConfig: rewards must be among {', '.join(REWARDS)}")
+        if max(self.sweep_seeds, self.ablation_seeds) > self.seeds:
+            raise ConfigError(
+                "NeuralADBConfig: sweep_seeds and ablation_seeds must be <= seeds (their "
+                f"environments are the main runs' first), got {self.sweep_seeds}, "
+                f"{self.ablation_seeds} > {self.seeds}"
+            )
         if self.K < 2:
             raise ConfigError(
                 f"NeuralADBConfig: K must be >= 2 (a query compares two arms), got {self.K}"
@@ -132,7 +144,7 @@ class NeuralADBConfig(ScaledConfig):
             )
 
 
-REWARDS = ("square", "sine")
+REWARDS = ("square", "sine", "sine-sqrtd")
 
 # %% ../../nbs/neural_adb/01_data.ipynb #59837262
 def make_instances(seed: int, n: int, C: int, K: int, d: int) -> dict:
@@ -155,6 +167,8 @@ def latent_reward(X: np.ndarray, theta: np.ndarray, kind: str, cfg: NeuralADBCon
         return cfg.square_scale * z**2
     if kind == "sine":
         return cfg.sine_scale * np.sin(cfg.sine_freq * z)
+    if kind == "sine-sqrtd":  # the argument's spread kept at every d
+        return cfg.sine_scale * np.sin(cfg.sine_freq * np.sqrt(X.shape[-1] / cfg.sine_d0) * z)
     raise ConfigError(f"unknown reward {kind!r}; choose from {', '.join(REWARDS)}")
 
 

@@ -21,8 +21,10 @@ __all__ = ['ABLATIONS', 'NOT_IN_KEY', 'to_frame', 'run_cache', 'run_one', 'plan'
 
 # %% ../../nbs/neural_adb/03_experiments.ipynb #2ae4cac9
 ABLATIONS = {  # variant: overrides of the Neural-ADB-UCB configuration
-    # the paper's rule with the authors' diagonal V
-    "paper-literal": dict(features="init", V="diag", ctx_rule="maxpair"),
+    # the paper's own method: initial-weight features, exact V, max-pair context rule
+    "paper": dict(features="init", ctx_rule="maxpair"),
+    # the paper's features and context rule with the authors' diagonal V
+    "paper-rule-diagonal-V": dict(features="init", V="diag", ctx_rule="maxpair"),
     "init-diag": dict(features="init", V="diag"),
     "current-diag": dict(features="current", V="diag"),
     "proj-diag": dict(V="diag"),
@@ -66,7 +68,9 @@ NOT_IN_KEY = (
     "sweep_d",
     "sweep_K",
     "sweep_methods",
+    "sweep_rewards",
     "sweep_seeds",
+    "ablation_seeds",
     "ablation",
     "ckpt_every",
 )
@@ -125,13 +129,14 @@ def run_one(
 def plan(cfg: NeuralADBConfig) -> list[dict]:
     "Every run of the chain at this scale, main runs first."
     runs = [dict(method=m, reward=rw, setting="main") for rw in cfg.rewards for m in cfg.methods]
-    for rw in cfg.rewards:
+    for rw in (*cfg.rewards, *cfg.sweep_rewards):
         runs += [
             dict(method=m, reward=rw, setting="sweep_d", d=d, n=cfg.sweep_seeds)
             for d in cfg.sweep_d
-            if d != cfg.d
+            if d != cfg.d or rw not in cfg.rewards
             for m in cfg.sweep_methods
         ]
+    for rw in cfg.rewards:
         runs += [
             dict(method=m, reward=rw, setting="sweep_K", K=K, n=cfg.sweep_seeds)
             for K in cfg.sweep_K
@@ -140,7 +145,11 @@ def plan(cfg: NeuralADBConfig) -> list[dict]:
         ]
         runs += [
             dict(
-                method="Neural-ADB-UCB", reward=rw, setting="ablation", variant=v, n=cfg.sweep_seeds
+                method="Neural-ADB-UCB",
+                reward=rw,
+                setting="ablation",
+                variant=v,
+                n=cfg.ablation_seeds,
             )
             for v in cfg.ablation
         ]

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['at', 'mean_metric', 'loglog_slope']
+__all__ = ['at', 'mean_metric', 'seed_values', 'spread', 'loglog_slope']
 
 # %% ../../nbs/neural_adb/04_results.ipynb #f0200f53
 def at(df: pd.DataFrame, t: int) -> pd.DataFrame:
@@ -38,6 +38,35 @@ def mean_metric(
     if r.empty:
         raise KeyError(f"no rows for {setting}/{variant}/{method}/{reward} at t={t}")
     return float(r[metric].mean())
+
+
+def seed_values(
+    df: pd.DataFrame,
+    method: str,
+    reward: str,
+    t: int,
+    metric: str,
+    setting: str = "main",
+    variant: str = "default",
+    n: int | None = None,
+) -> np.ndarray:
+    "`metric` per environment (seed order) for one method and reward at `t`: the first `n` seeds."
+    r = df[
+        (df.setting == setting)
+        & (df.variant == variant)
+        & (df.method == method)
+        & (df.reward == reward)
+        & (df.t == t)
+    ].sort_values("seed")
+    if r.empty:
+        raise KeyError(f"no rows for {setting}/{variant}/{method}/{reward} at t={t}")
+    return r[metric].to_numpy()[:n]
+
+
+def spread(v: np.ndarray) -> dict:
+    "Mean, standard error and range of per-seed values (the spread a claim reports)."
+    se = float(np.std(v, ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
+    return dict(mean=float(np.mean(v)), se=se, min=float(np.min(v)), max=float(np.max(v)), n=len(v))
 
 
 def loglog_slope(
