@@ -17,6 +17,7 @@ from ..core.repro import get_device
 from .problems import PiedConfig, load_problems, readings
 from compendium.pied.pied import (
     METHODS,
+    FIXED,
     meta_init,
     forward_ensemble,
     init_params,
@@ -121,7 +122,8 @@ def compute_rep(
                     "init": name,
                     "step": np.repeat(steps, cfg.E),
                     "member": np.tile(np.arange(cfg.E), len(steps)),
-                    "pde": h[: cfg.c3_steps].cpu().numpy().reshape(-1),
+                    "fwd": h[: cfg.c3_steps, :, 0].cpu().numpy().reshape(-1),
+                    "pde": h[: cfg.c3_steps, :, 1].cpu().numpy().reshape(-1),
                 }
             )
             for name, h in (("meta-learned", hist_meta), ("random", hist_rand))
@@ -138,7 +140,7 @@ def compute_rep(
                 design=i,
                 **{f"t{j + 1}": x for j, x in enumerate(X)},
                 seconds=d["seconds"],
-                criterion=d["criterion"],
+                criterion=d["criterion"][i],
             )
             for m, d in designs.items()
             for i, X in enumerate(d["X"])

@@ -16,13 +16,13 @@ from scipy.optimize import least_squares
 from tqdm.auto import tqdm
 from ..core.artifacts import Checkpointer
 from ..core.repro import torch_generator
-from .problems import PiedConfig, oscillator, sample_prior, grid_design
+from .problems import PiedConfig, oscillator, sample_prior, grid_design, early_design
 
 # %% auto #0
-__all__ = ['METHODS', 'MLP', 'init_params', 'repeat_params', 'ens_apply', 'collocation', 'residual', 'loss_fwd', 'loss_inv',
-           'adam_step', 'adam_train', 'train', 'reptile', 'meta_init', 'forward_ensemble', 'unrolled_adam', 'fist',
-           'mote_setup', 'mote', 'optimise_design', 'random_design', 'ensemble_mi', 'mi_design', 'solve_ls',
-           'solve_pinn', 'pied_designs']
+__all__ = ['METHODS', 'FIXED', 'MLP', 'init_params', 'repeat_params', 'ens_apply', 'collocation', 'residual', 'loss_fwd',
+           'loss_inv', 'adam_step', 'adam_train', 'train', 'reptile', 'meta_init', 'forward_ensemble', 'unrolled_adam',
+           'fist', 'mote_setup', 'mote', 'optimise_designs', 'optimise_design', 'random_design', 'ensemble_mi',
+           'mi_design', 'solve_ls', 'solve_pinn', 'pied_designs']
 
 # %% ../../nbs/pied/02_pied.ipynb #46be96df
 class MLP(nn.Module):
@@ -157,10 +157,10 @@ def adam_train(
     log_pde: bool = True,
     stop_after: int | None = None,
 ):
-    """Adam for `steps` on a stack of PINNs: `loss_fn(theta, beta) -> (L (B,), pde (B,))`; beta is
-    trained when `train_beta`. Returns (params, beta, pde history (steps, B)); checkpoints every
-    `ckpt_every` steps and resumes from `ckpt`. `stop_after` (for tests) returns None early, as if
-    interrupted, leaving the checkpoint behind."""
+    """Adam for `steps` on a stack of PINNs: `loss_fn(theta, beta) -> (L (B,), log (B, ...))`; beta
+    is trained when `train_beta`. Returns (params, beta, history of log (steps, B, ...));
+    checkpoints every `ckpt_every` steps and resumes from `ckpt`. `stop_after` (for tests)
+    returns None early, as if interrupted, leaving the checkpoint behind."""
     P = {**{k: v.clone() for k, v in params.items()}, "beta": beta.clone()}
     m = {k: torch.zeros_like(v) for k, v in P.items()}
     v2 = {k: torch.zeros_like(v) for k, v in P.items()}
@@ -235,15 +235,17 @@ def train(
     log_pde: bool = True,
     stop_after: int | None = None,
 ):
-    """`adam_train` on the oscillator's forward loss, or its inverse loss
-    when designs s_X (B, n_obs) and readings y (B, n_obs) are given."""
+    """`adam_train` on the oscillator's forward loss, or its inverse loss when designs s_X
+    (B, n_obs) and readings y (B, n_obs) are given; the history (steps, B, 2) holds the
+    forward loss and its residual part."""
     s_c = collocation(cfg, beta.device)
 
     def loss_fn(th, b):
         L, pde = loss_fwd(th, b, s_c, cfg, parts=True)
+        log = torch.stack([L, pde], -1)
         if s_X is not None:
             L = L + (ens_apply(th, s_X[..., None], cfg)[0] - y).pow(2).mean(1)
-        return L, pde
+        return L, log
 
     return adam_train(
         params,
@@ -266,7 +268,7 @@ def reptile(
 ) -> tuple[dict, list]:
     """Reptile: each round r, `inner(theta, r)` trains copies of theta and returns (their stacked
     parameters, pde history); theta <- theta + eps (mean of the copies - theta). Returns theta and
-    the final mean PDE loss per round; resumes from `ckpt`."""
+    the final mean loss per round; resumes from `ckpt`."""
     losses, start = [], 0
     ck = Checkpointer(ckpt, every=1) if ckpt else None
     if ck and (st := ck.load()) is not None:
@@ -309,7 +311,7 @@ def meta_init(
             cfg.meta_steps,
             log_pde=True,
         )
-        return th_i, hist
+        return th_i, hist[..., 0]  # the forward loss
 
     return reptile(theta, cfg.meta_rounds, inner, cfg.meta_eps, ckpt, progress)
 
@@ -317,8 +319,8 @@ def meta_init(
 def forward_ensemble(
     theta_SI: dict, cfg: PiedConfig, seed: int, ckpt: str | None = None, progress: bool = False
 ):
-    """Prior draws beta_1..beta_E and their PINNs trained
-    from theta_SI: returns (params, beta, pde history)."""
+    """Prior draws beta_1..beta_E and their PINNs trained from theta_SI: returns
+    (params, beta, history (steps, E, 2) of the forward loss and its residual part)."""
     beta = torch.tensor(
         sample_prior(cfg.E, np.random.default_rng([seed, 13]), cfg),
         dtype=torch.float32,
@@ -393,7 +395,7 @@ def mote_setup(theta_E: dict, beta_E: torch.Tensor, cfg: PiedConfig, seed: int =
     E = beta_E.shape[0]
     xi, eps = torch.randn(E, 2, generator=g), torch.randn(E, cfg.n_obs, generator=g)
     beta0 = beta_E + cfg.fist_sigma * xi.to(beta_E.device)
-    s_c = collocation(cfg, beta_E.device)
+    s_c = collocation(cfg, beta_E.device).to(beta_E.dtype)
     keys = list(theta_E)
     base = _base(cfg)
 
@@ -422,11 +424,14 @@ def mote(
     def u_at(p, s):
         return functional_call(base, p, (s[:, None],))[0]
 
+    def r_A(p, s, yy):  # the anchor residuals
+        return (u_at(p, s) - yy) / math.sqrt(n_obs)
+
     theta = repeat_params(theta_E, D)
     sX = s_X.repeat_interleave(E, 0)  # (D*E, n_obs)
     y = vmap(u_at)(theta, sX).detach() + cfg.noise * setup["eps"].repeat(D, 1)
-    rA = (vmap(u_at)(theta, sX) - y) / math.sqrt(n_obs)
-    jA = vmap(jacrev(u_at))(theta, sX)
+    rA = vmap(r_A)(theta, sX, y)
+    jA = vmap(jacrev(r_A))(theta, sX, y)
     JA = torch.cat(
         [
             torch.cat([jA[k].reshape(D * E, n_obs, -1) for k in keys], 2),
@@ -443,6 +448,51 @@ def mote(
     return (beta_inf - beta_E.repeat(D, 1).double()).norm(dim=1).view(D, E).mean(1).float()
 
 # %% ../../nbs/pied/02_pied.ipynb #d37ef3b9
+def optimise_designs(
+    criterion,
+    cfg,
+    seed: int,
+    k: int = 1,
+    progress: bool = False,
+    desc: str = "design",
+    device=None,
+    n: int | None = None,
+    span: float | None = None,
+) -> tuple[np.ndarray, dict]:
+    """k independent minimisations of criterion(s_X (D, n)) -> (D,) over [0, 1]^n, each from
+    `cfg.restarts` random starts (`cfg.design_iters` steps of size `cfg.design_lr`), as one batch;
+    returns (X (k, n) = s * span, info with each one's criterion (k,) and the trace). n and span
+    default to the oscillator's n_obs and t_max."""
+    n, span, R = n or cfg.n_obs, span or cfg.t_max, cfg.restarts
+    g = torch_generator(seed)
+    s = torch.rand(k * R, n, generator=g).to(device or "cpu").requires_grad_()
+    m, v = torch.zeros_like(s), torch.zeros_like(s)
+    best_c, best_s, trace = torch.full((k,), math.inf), torch.zeros(k, n), []
+
+    def keep_best(c, s):  # the best iterate so far of each optimisation
+        c, s = c.detach().cpu().view(k, R), s.detach().cpu().view(k, R, n)
+        i = c.argmin(1)
+        c_i, better = c[range(k), i], c[range(k), i] < best_c
+        best_c[better], best_s[better] = c_i[better], s[range(k), i][better]
+
+    for t in tqdm(range(1, cfg.design_iters + 1), desc=desc, disable=not progress, mininterval=2):
+        c = criterion(s)
+        (gs,) = torch.autograd.grad(c.sum(), s)
+        gs = gs / gs.norm(dim=1, keepdim=True).clamp(min=1.0)
+        trace.append(c.detach().cpu().numpy().copy())
+        keep_best(c, s)
+        with torch.no_grad():
+            new, mm, vv = adam_step(
+                {"s": s.detach()}, {"s": gs}, {"s": m}, {"s": v}, t, cfg.design_lr
+            )
+        s, m, v = new["s"].clamp(0, 1).requires_grad_(), mm["s"], vv["s"]  # projection onto the box
+    keep_best(criterion(s.detach()), s)  # the last iterate
+    return np.sort(best_s.numpy(), 1) * span, {
+        "criterion": best_c.numpy(),
+        "trace": np.array(trace),
+    }
+
+
 def optimise_design(
     criterion,
     cfg,
@@ -450,37 +500,12 @@ def optimise_design(
     progress: bool = False,
     desc: str = "design",
     device=None,
-    n: int | None = None,
-    span: float | None = None,
-) -> tuple[np.ndarray, dict]:
-    """Minimise criterion(s_X (D, n)) -> (D,) over [0, 1]^n from `cfg.restarts` random starts
-    (`cfg.design_iters` steps of size `cfg.design_lr`); returns (X = s * span, info). n and span
-    default to the oscillator's n_obs and t_max."""
-    n, span = n or cfg.n_obs, span or cfg.t_max
-    g = torch_generator(seed)
-    s = torch.rand(cfg.restarts, n, generator=g).to(device or "cpu").requires_grad_()
-    m, v = torch.zeros_like(s), torch.zeros_like(s)
-    best_c, best_s, trace = math.inf, None, []
-    for t in tqdm(range(1, cfg.design_iters + 1), desc=desc, disable=not progress, mininterval=2):
-        c = criterion(s)
-        (gs,) = torch.autograd.grad(c.sum(), s)
-        gs = gs / gs.norm(dim=1, keepdim=True).clamp(min=1.0)
-        cd = c.detach().cpu()
-        i = int(cd.argmin())
-        trace.append(cd.numpy().copy())
-        if cd[i] < best_c:
-            best_c, best_s = float(cd[i]), s.detach()[i].cpu().clone()
-        with torch.no_grad():
-            new, mm, vv = adam_step(
-                {"s": s.detach()}, {"s": gs}, {"s": m}, {"s": v}, t, cfg.design_lr
-            )
-        s, m, v = new["s"].clamp(0, 1).requires_grad_(), mm["s"], vv["s"]  # projection onto the box
-    if True:  # the last iterate
-        c = criterion(s.detach()).detach().cpu()
-        i = int(c.argmin())
-        if c[i] < best_c:
-            best_c, best_s = float(c[i]), s.detach()[i].cpu().clone()
-    return np.sort(best_s.numpy()) * span, {"criterion": best_c, "trace": np.array(trace)}
+    n=None,
+    span=None,
+):
+    "One optimisation of `optimise_designs`: (X (n,), info with its criterion and the trace)."
+    X, info = optimise_designs(criterion, cfg, seed, 1, progress, desc, device, n, span)
+    return X[0], {"criterion": float(info["criterion"][0]), "trace": info["trace"]}
 
 # %% ../../nbs/pied/02_pied.ipynb #10bbbbc5
 def random_design(cfg: PiedConfig, rng: np.random.Generator) -> np.ndarray:
@@ -557,7 +582,8 @@ def solve_pinn(
     return beta.cpu().numpy()
 
 # %% ../../nbs/pied/02_pied.ipynb #ffd4048e
-METHODS = ("PIED-FIST", "PIED-MoTE", "MI", "Random", "Grid")
+METHODS = ("PIED-FIST", "PIED-MoTE", "MI", "Early", "Random", "Grid")
+FIXED = ("Early", "Grid")  # fixed designs: one per repetition
 
 
 def pied_designs(
@@ -568,26 +594,32 @@ def pied_designs(
     beta_E: torch.Tensor,
     progress: bool = False,
 ) -> dict:
-    """Every method's designs for one repetition: {method: dict(X (n_designs,
-    n_obs), seconds per design, criterion)}; Random has `n_random` designs."""
-    rng, out, dev = np.random.default_rng([seed, 17]), {}, beta_E.device
+    """Every method's designs for one repetition: {method: dict(X (n_designs, n_obs), seconds
+    per design, criterion (n_designs,))}; the fixed Early and Grid have one design."""
+    rng, out, dev, k = np.random.default_rng([seed, 17]), {}, beta_E.device, cfg.n_designs
     t0 = time.time()
-    X, info = optimise_design(
-        lambda s: fist(s, theta_E, beta_E, cfg, seed=seed), cfg, seed, progress, "FIST design", dev
+    X, info = optimise_designs(
+        lambda s: fist(s, theta_E, beta_E, cfg, seed=seed),
+        cfg,
+        seed,
+        k,
+        progress,
+        "FIST designs",
+        dev,
     )
-    out["PIED-FIST"] = dict(X=X[None], seconds=time.time() - t0, criterion=info["criterion"])
+    out["PIED-FIST"] = dict(X=X, seconds=(time.time() - t0) / k, criterion=info["criterion"])
     t0 = time.time()
     setup = mote_setup(theta_E, beta_E, cfg, seed=seed)
-    X, info = optimise_design(
-        lambda s: mote(s, theta_E, beta_E, setup, cfg), cfg, seed, progress, "MoTE design", dev
+    X, info = optimise_designs(
+        lambda s: mote(s, theta_E, beta_E, setup, cfg), cfg, seed, k, progress, "MoTE designs", dev
     )
-    out["PIED-MoTE"] = dict(X=X[None], seconds=time.time() - t0, criterion=info["criterion"])
+    out["PIED-MoTE"] = dict(X=X, seconds=(time.time() - t0) / k, criterion=info["criterion"])
     t0 = time.time()
-    out["MI"] = dict(
-        X=mi_design(theta_E, cfg, rng)[None], seconds=time.time() - t0, criterion=np.nan
-    )
+    X = np.stack([mi_design(theta_E, cfg, rng) for _ in range(k)])
+    out["MI"] = dict(X=X, seconds=(time.time() - t0) / k, criterion=np.full(k, np.nan))
     t0 = time.time()
-    X = np.stack([random_design(cfg, rng) for _ in range(cfg.n_random)])
-    out["Random"] = dict(X=X, seconds=(time.time() - t0) / cfg.n_random, criterion=np.nan)
-    out["Grid"] = dict(X=grid_design(cfg)[None], seconds=0.0, criterion=np.nan)
+    X = np.stack([random_design(cfg, rng) for _ in range(k)])
+    out["Random"] = dict(X=X, seconds=(time.time() - t0) / k, criterion=np.full(k, np.nan))
+    for m, X in (("Early", early_design(cfg)), ("Grid", grid_design(cfg))):
+        out[m] = dict(X=X[None], seconds=0.0, criterion=np.full(1, np.nan))
     return out

@@ -14,8 +14,9 @@ from ..core.config import ScaledConfig, ConfigError
 from ..core.artifacts import paths, save_json, load_json, MissingArtifact
 
 # %% auto #0
-__all__ = ['WAVE', 'PiedConfig', 'oscillator', 'regime', 'sample_prior', 'readings', 'grid_design', 'test_problems', 'wave_fd',
-           'sensor_readings', 'wave_readings', 'WaveConfig', 'wave_test_problems', 'save_problems', 'load_problems']
+__all__ = ['WAVE', 'PiedConfig', 'oscillator', 'regime', 'sample_prior', 'readings', 'grid_design', 'early_design',
+           'prior_centre', 'test_problems', 'wave_fd', 'sensor_readings', 'wave_readings', 'WaveConfig',
+           'wave_test_problems', 'save_problems', 'load_problems']
 
 # %% ../../nbs/pied/01_problems.ipynb #2f248700
 @dataclass(frozen=True)
@@ -50,11 +51,16 @@ class PiedConfig(ScaledConfig):
     restarts: int = 4  # random restarts of the design optimisation (batched)
     design_lr: float = 0.05  # Adam step in normalised time t / t_max
     mi_candidates: int = 200  # random candidate designs scored by the MI baseline
-    n_random: int = 5  # random designs per repetition (the Random baseline's spread)
+    # designs per method and repetition: Random's draws, and as many independent optimisations
+    # of FIST and MoTE (each the best of `restarts` starts) and MI candidate pools; Early and
+    # Grid are one fixed design each
+    n_designs: int = 1
+    # the Early baseline: the grid design shrunk into this share of the horizon (not tuned)
+    early_frac: float = 0.2
     n_test: int = 20  # test parameters per repetition
     inv_steps: int = 1500  # inverse-PINN training steps in the evaluation
     ls_starts: int = 4  # multistart of the least-squares solver
-    reps: int = 3  # independent repetitions (seed, seed+1, ...): new ensemble, designs, tests
+    reps: int = 5  # independent repetitions (seed, seed+1, ...): new ensemble, designs, tests
     c4_designs: int = 30  # random designs of claim C4
     grid_n: int = 12  # grid of (t1, t2) in figure 2
     ckpt_every: int = 500  # steps between checkpoints of a long training
@@ -63,7 +69,7 @@ class PiedConfig(ScaledConfig):
         "ci": dict(
             t_max=10.0,
             E=4,
-            n_random=2,
+            n_designs=2,
             fist_draws=1,
             fwd_steps=400,
             meta_rounds=2,
@@ -85,7 +91,6 @@ class PiedConfig(ScaledConfig):
         "paper": dict(
             width=8,
             depth=6,
-            n_random=1,
             fist_draws=1,
             n_c=300,
             E=20,
@@ -112,6 +117,11 @@ class PiedConfig(ScaledConfig):
         if not self.beta_lo < self.beta_hi:
             raise ConfigError(
                 f"PiedConfig: need beta_lo < beta_hi, got {self.beta_lo}, {self.beta_hi}"
+            )
+        if self.n_designs < 1 or not 0 < self.early_frac <= 1:
+            raise ConfigError(
+                f"PiedConfig: need n_designs >= 1 and 0 < early_frac <= 1, got "
+                f"{self.n_designs}, {self.early_frac}"
             )
         if self.c3_steps > self.fwd_steps:
             raise ConfigError(
@@ -156,6 +166,16 @@ def grid_design(cfg: PiedConfig, n: int | None = None) -> np.ndarray:
     "The grid baseline: n evenly spaced times ending at t_max, e.g. {t/3, 2t/3, t}."
     n = n or cfg.n_obs
     return cfg.t_max * np.arange(1, n + 1) / n
+
+
+def early_design(cfg: PiedConfig) -> np.ndarray:
+    "The Early baseline: the grid design shrunk into the first `early_frac` of the horizon."
+    return cfg.early_frac * grid_design(cfg)
+
+
+def prior_centre(cfg: PiedConfig) -> np.ndarray:
+    "The centre of the prior, (2, 2): the estimate that readings which tell nothing leave."
+    return np.full(2, (cfg.beta_lo + cfg.beta_hi) / 2)
 
 
 def test_problems(cfg: PiedConfig, rep: int) -> dict:

@@ -10,14 +10,29 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 from ..core.artifacts import paths, load_table, load_json
+from .problems import prior_centre
 
 # %% auto #0
-__all__ = ['median_errors', 'ratio', 'c3_ratio', 'c4_rho', 'silent_share']
+__all__ = ['median_errors', 'no_information_level', 'per_rep_ratios', 'ratio', 'c3_ratio', 'c4_rho', 'silent_share']
 
 # %% ../../nbs/pied/04_results.ipynb #b7d3ee16
 def median_errors(errors: pd.DataFrame) -> pd.DataFrame:
     "Median error per method (rows) and solver (columns)."
     return errors.groupby(["method", "solver"]).error.median().unstack("solver")
+
+
+def no_information_level(errors: pd.DataFrame, cfg) -> float:
+    "Median error of estimating every test problem's beta by the prior's centre."
+    tests = errors[["rep", "test", "mu", "k"]].drop_duplicates(["rep", "test"])
+    return float(np.median(np.linalg.norm(tests[["mu", "k"]].values - prior_centre(cfg), axis=1)))
+
+
+def per_rep_ratios(errors: pd.DataFrame, a: str, b: str, solver: str) -> list:
+    "Per repetition: method a's median error over method b's, under `solver`."
+    med = (
+        errors[errors.solver == solver].groupby(["rep", "method"]).error.median().unstack("method")
+    )
+    return [float(r) for r in med[a] / med[b]]
 
 # %% ../../nbs/pied/04_results.ipynb #fa6c6f59
 def ratio(med: pd.DataFrame, a: str, b: str, solver: str) -> float:
@@ -25,10 +40,10 @@ def ratio(med: pd.DataFrame, a: str, b: str, solver: str) -> float:
     return float(med.loc[a, solver] / med.loc[b, solver])
 
 
-def c3_ratio(curves: pd.DataFrame, step: int) -> tuple[float, float, float]:
-    """Median PDE loss at `step` from the meta-learned
-    and the random initialisation, and their ratio."""
-    at = curves[curves.step == step].groupby("init").pde.median()
+def c3_ratio(curves: pd.DataFrame, step: int, col: str = "fwd") -> tuple[float, float, float]:
+    """Median loss `col` (fwd: the forward loss, pde: its residual part) at `step` from
+    the meta-learned and the random initialisation, and their ratio."""
+    at = curves[curves.step == step].groupby("init")[col].median()
     return float(at["meta-learned"]), float(at["random"]), float(at["meta-learned"] / at["random"])
 
 
