@@ -965,7 +965,7 @@ class Site:
 
     def verdict_badge(self, claims) -> str:
         v = (claims or {}).get("verdict") or {}
-        st = v.get("status")
+        st = v.get("outcome")
         return (
             self.badge(VERDICT_CSS.get(st, "not-run"), f"verdict: {st or 'none'}") if claims else ""
         )
@@ -978,9 +978,9 @@ class Site:
         ids = ", ".join(v.get("claims", []))
         comp = ", ".join(v.get("companions", []))
         return (
-            f"**Verdict: {esc(v.get('status'))}** {self.verdict_badge(claims)}. "
+            f"**Verdict: {esc(v.get('outcome'))}** {self.verdict_badge(claims)}. "
             f"*The paper's headline:* {esc(v.get('headline', ''))} "
-            f"*Our evidence:* {esc(v.get('evidence', ''))} "
+            f"*Our evidence:* {esc(v.get('why', ''))} "
             + (
                 f"*Caveat (caps the verdict at partly):* {esc(v['caveat'])} "
                 if v.get("caveat")

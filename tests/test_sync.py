@@ -164,19 +164,19 @@ def test_every_chain_has_a_verdict_shown_in_the_readme(root):
         assert v, (
             f"figures/{p.id}/claims.json has no verdict (ClaimSet.judge in its results notebook)"
         )
-        assert v["status"] in VERDICTS[:3], f"{p.id}: verdict {v['status']!r} at default scale"
+        assert v["outcome"] in VERDICTS[:3], f"{p.id}: verdict {v['outcome']!r} at default scale"
         statuses = {c["id"]: c["status"] for c in d["claims"]}
         assert (
             judge(statuses, v["claims"], v.get("companions", []), v.get("caveat", ""))
-            == v["status"]
+            == v["outcome"]
         ), f"{p.id}: the verdict does not follow from its headline claims"
-        assert v["headline"] and v["evidence"], f"{p.id}: a verdict needs its headline and evidence"
+        assert v["headline"] and v["why"], f"{p.id}: a verdict needs its headline and evidence"
         rows = [ln for ln in readme.splitlines() if ln.startswith("|") and f"(nbs/{p.id})" in ln]
         assert len(rows) == 1, f"README: no single papers-table row for {p.id}"
         cells = [c.strip() for c in rows[0].strip("|").split("|")]
         assert any(c.startswith(claim_count(d["claims"])) for c in cells), (
             f"README: {p.id}'s row does not say {claim_count(d['claims'])!r}"
         )
-        assert f"**{v['status']}**" in cells, (
-            f"README: {p.id}'s row does not show **{v['status']}**"
+        assert f"**{v['outcome']}**" in cells, (
+            f"README: {p.id}'s row does not show **{v['outcome']}**"
         )

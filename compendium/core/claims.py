@@ -83,9 +83,9 @@ VERDICTS = ("reproduced", "partly", "not reproduced", "not-checked")
 class Verdict:
     "Whether a chain reproduces its paper's headline, judged from the headline claims."
 
-    status: str  # one of VERDICTS
+    outcome: str  # one of VERDICTS
     headline: str  # the paper's headline result, in one sentence
-    evidence: str  # what we measured, in one sentence
+    why: str  # our evidence: what we measured, in one sentence
     claims: list  # ids of the claims that state the headline (natural readings)
     companions: list = field(default_factory=list)  # ids of their companions
     caveat: str = ""  # a known defect of the test; caps the status at "partly"
@@ -298,10 +298,10 @@ def verdicts(
         rows.append(
             dict(
                 paper=p.id,
-                verdict=v.get("status", "none"),
+                verdict=v.get("outcome", "none"),
                 claims=claim_count(d["claims"]),
                 headline=v.get("headline", ""),
-                evidence=v.get("evidence", ""),
+                evidence=v.get("why", ""),
             )
         )
     return pd.DataFrame(rows, columns=["paper", "verdict", "claims", "headline", "evidence"])

@@ -630,7 +630,7 @@ def verdict_counts(runs: dict[int, dict]) -> dict[str, int]:
     "How many seeds' claims carry each verdict status (`none`: no verdict)."
     out = {}
     for d in runs.values():
-        st = (d.get("verdict") or {}).get("status", "none")
+        st = (d.get("verdict") or {}).get("outcome", "none")
         out[st] = out.get(st, 0) + 1
     return out
 
