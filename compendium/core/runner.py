@@ -83,6 +83,11 @@ class ChainResult:
     ran: list = field(default_factory=list)  # notebooks executed in this call
     seed: int = 0
 
+    @classmethod
+    def failure(cls, paper: str, scale: str, error: str, seed: int | None = 0) -> "ChainResult":
+        "A chain that failed with the one-line `error`."
+        return cls(paper, scale, "failed", error=error, seed=seed or 0)
+
 
 def _error_line(paper: str, nb: Path, e: Exception, timeout: float | None = None) -> str:
     from papermill.exceptions import PapermillExecutionError
@@ -296,18 +301,9 @@ def _run_one(args):
     pid, kw = args
     try:
         return run_chain(pid, **kw)
-    except CompendiumError as e:
-        return ChainResult(
-            pid, kw.get("scale", "?"), "failed", error=f"{pid}: {e}", seed=kw.get("seed") or 0
-        )
     except Exception as e:
-        return ChainResult(
-            pid,
-            kw.get("scale", "?"),
-            "failed",
-            error=f"{pid}: {type(e).__name__}: {e}",
-            seed=kw.get("seed") or 0,
-        )
+        why = str(e) if isinstance(e, CompendiumError) else f"{type(e).__name__}: {e}"
+        return ChainResult.failure(pid, kw.get("scale", "?"), f"{pid}: {why}", kw.get("seed"))
 
 
 def _child(conn, pid, kw, env):
@@ -334,13 +330,11 @@ def _in_process(pid: str, kw: dict, env: dict) -> ChainResult:
         return res
     code = p.exitcode
     why = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-    return ChainResult(
+    return ChainResult.failure(
         pid,
         kw.get("scale", "?"),
-        "failed",
-        seed=kw.get("seed") or 0,
-        error=f"{pid}: its worker process died ({why}; out of memory or killed); the other "
-        "chains go on",
+        f"{pid}: its worker process died ({why}; out of memory or killed); the other chains go on",
+        kw.get("seed"),
     )
 
 

@@ -288,7 +288,7 @@ def _connect(scheduler, timeout: float):
 
 
 def _failed(pid, scale, seed, error) -> ChainResult:
-    return ChainResult(pid, scale, "failed", error=error, seed=seed)
+    return ChainResult.failure(pid, scale, error, seed)
 
 
 def _dask_error(pid, scale, seed, e) -> ChainResult:
@@ -670,9 +670,15 @@ def robustness_figure(
     if len(runs) < 2:
         return None
     by = _claim_rows(pid, runs)
-    fig, axes = plt.subplots(1, len(by), figsize=(max(2.0 * len(by), 4.0), 3.2), squeeze=False)
+    ncol = min(len(by), 4)  # at most four panels a row, so titles and ticks never overlap
+    nrow = -(-len(by) // ncol)
+    fig, axes = plt.subplots(
+        nrow, ncol, figsize=(2.9 * ncol, 2.9 * nrow + 0.4), squeeze=False, layout="constrained"
+    )
+    for ax in axes.flat[len(by) :]:
+        ax.set_visible(False)
     colour = {"pass": OKABE_ITO[2], "fail": OKABE_ITO[1]}
-    for ax, (cid, lst) in zip(axes[0], by.items()):
+    for ax, (cid, lst) in zip(axes.flat, by.items()):
         pts = [
             (s, c) for s, c in lst if c.get("measured") is not None and math.isfinite(c["measured"])
         ]
@@ -689,9 +695,10 @@ def robustness_figure(
         )
         ax.set_xticks([])
         ax.set_xlim(-0.6, 0.6)
-        ax.legend(loc="best")
-        ax.set_title(f"{cid}: holds on {k}/{n} seeds" if n else f"{cid}: not checked")
-    axes[0][0].set_ylabel("measured")
+        ax.legend(loc="best", fontsize=7)
+        ax.set_title(f"{cid}: holds on {k}/{n} seeds" if n else f"{cid}: not checked", fontsize=9)
+    for row in axes:
+        row[0].set_ylabel("measured")
     fig.suptitle(f"{pid}: claims over {len(runs)} seeds ({scale} scale)", fontsize=10)
     return save_figure(
         fig,
