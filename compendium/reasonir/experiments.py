@@ -33,7 +33,8 @@ from compendium.reasonir.retriever import (
 
 # %% auto #0
 __all__ = ['FAMILIES', 'SEP', 'condition_pairs', 'train_rewriter', 'rewrite', 'train_reranker', 'cross_batch', 'rerank', 'Ctx',
-           'rewrites_unit', 'reranker_path', 'score', 'encoder_unit', 'baseline_unit', 'methods', 'unit', 'run_all']
+           'rewrites_unit', 'reranker_path', 'score', 'encoder_unit', 'baseline_unit', 'methods', 'unit', 'run_all',
+           'bright_qrels', 'paper_eval']
 
 # %% ../../nbs/reasonir/03_experiments.ipynb #4f61e7f7
 FAMILIES = {
@@ -388,3 +389,53 @@ def _threads(n: int):
         {v: str(n) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "COMPENDIUM_THREADS")}
     )
     torch.set_num_threads(n)
+
+# %% ../../nbs/reasonir/03_experiments.ipynb #pp000002
+def bright_qrels(test: pd.DataFrame):
+    "BRIGHT's qrels: every gold document of a query (`qid`) is relevant."
+    from ranx import Qrels
+
+    return Qrels({q: {p: 1 for p in g.pos} for q, g in test.groupby("qid")})
+
+
+@torch.no_grad()
+def paper_eval(
+    model_path,
+    bright_dir,
+    task: str,
+    max_len: int = 512,
+    instruction: str = "",
+    batch_size: int = 16,
+) -> pd.DataFrame:
+    """nDCG@10 per query of the retriever at `model_path`
+    on BRIGHT task `task` (read from `bright_dir`)."""
+    from ranx import Run, evaluate
+    from compendium.reasonir.data import load_bright
+    from compendium.reasonir.retriever import embed_batch
+
+    B = load_bright(bright_dir, task)
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    model, tok = load_retriever(model_path)
+    model = model.to(dev, torch.bfloat16 if dev == "cuda" else torch.float32)
+    wrap = (lambda t: f"<|user|>\n{instruction}\n<|embed|>\n{t}") if instruction else (lambda t: t)
+    qs = B["test"].drop_duplicates("qid")
+
+    def emb(texts):
+        out = [
+            embed_batch(model, tok, texts[i : i + batch_size], max_len, group=batch_size)
+            for i in range(0, len(texts), batch_size)
+        ]
+        return torch.cat(out).float().cpu().numpy()
+
+    docs = [("<|embed|>\n" if instruction else "") + t for t in B["corpus"].text]
+    scores = dense_scores(
+        emb([wrap(q) for q in qs["query"]]), emb(docs), B["corpus"].doc_id.tolist()
+    )
+    run = Run(
+        {
+            q: {d: s for d, s in sc.items() if d not in set(ex)}
+            for q, sc, ex in zip(qs.qid, scores, qs.excluded)
+        }
+    )
+    evaluate(bright_qrels(B["test"]), run, "ndcg@10", make_comparable=True)
+    return pd.DataFrame(dict(qid=qs.qid.values, ndcg=[run.scores["ndcg@10"][q] for q in qs.qid]))

@@ -61,10 +61,11 @@ def embed_batch(model, tok, texts: list[str], max_len: int, group: int = 8) -> t
     order of `texts`."""
     rows = [tok(t, add_special_tokens=False)["input_ids"][:max_len] for t in texts]
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
-    out = [None] * len(rows)
+    out, dev = [None] * len(rows), next(model.parameters()).device
     for k in range(0, len(order), group):
         idx = order[k : k + group]
-        e = E(model, *collate(tok, [rows[i] for i in idx]))
+        ids, mask = collate(tok, [rows[i] for i in idx])
+        e = E(model, ids.to(dev), mask.to(dev))
         for j, i in enumerate(idx):
             out[i] = e[j]
     return torch.stack(out)
