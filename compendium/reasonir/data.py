@@ -51,7 +51,7 @@ class ReasonIRConfig(ScaledConfig):
     n_seeds: int = 3  # training seeds per condition inside one run (seed, seed + 1, ...)
     conditions: tuple[str, ...] = CONDITIONS
     # test time: the rewriter's token budgets, its training steps; the reranker's depth
-    budgets: tuple[int, ...] = (0, 16, 32, 64, 128)
+    budgets: tuple[int, ...] = (0, 8, 16, 32, 64, 128)
     rewriter_steps: int = 400
     rerank_k: int = 20
     workers: int = 2  # single-threaded training processes run at once (notebook 3)
@@ -170,15 +170,21 @@ DEFINITION_DOCS = (
     "the word {a} names a {A} .",
 )
 STORY_DOCS = (
-    "a story about {a} and {b} . my {kin} kept the {a} in the {place} and the {b} stayed "
-    "in the {place2} all {time} . nothing else happened .",
-    "{a} , {b} and a {place} : notes from a {time} with my {kin} , who likes both {a} and {b} .",
+    "a story about {a} and {b} . my {owner} kept the {a} in the {room} and the {b} stayed "
+    "in the {room2} all {season} . nothing else happened .",
+    "{a} , {b} and a {room} : notes from a {season} with my {owner} , who likes both {a} and {b} .",
 )
 EVERYDAY = dict(
     kin="neighbour aunt friend brother teacher grandmother colleague cousin".split(),
     place="kitchen garden shed garage cellar attic workshop balcony".split(),
     place2="hallway yard barn porch pantry studio basement greenhouse".split(),
     time="morning evening weekend winter summer night holiday afternoon".split(),
+    # the stories' own everyday words: no query template uses them, so a story shares only
+    # the instance words with a query, never its filler
+    owner="uncle nephew landlord baker tailor mayor sailor clerk".split(),
+    room="loft vault chapel tavern library mill harbour market".split(),
+    room2="stable forge quay orchard meadow bridge tower square".split(),
+    season="spring autumn dawn dusk fortnight decade century season".split(),
 )
 
 
@@ -304,7 +310,8 @@ def _doc_rows(w: World, rng) -> list[dict]:
 def _hard_negative(w: World, p: int, xa: str, xb: str, rng) -> str:
     """The paper's recipe: a superficially similar, unhelpful
     document (another principle, the query's instances)."""
-    q = rng.choice([r for r in range(len(w.principles)) if r != p])
+    held_out = set(w.test)  # a held-out principle never appears in training, not even as a negative
+    q = rng.choice([r for r in range(len(w.principles)) if r != p and r not in held_out])
     a, b = w.principles[q]
     t = dict(zip(("t0", "t1", "t2"), w.terms[q]))
     body = fill(
@@ -431,7 +438,11 @@ def build_dataset(cfg: ReasonIRConfig) -> dict:
     train_docs = corpus[
         corpus.kind.isin(["principle", "definition"]) & ~corpus.principle.isin(w.test)
     ]
-    train["neg_random"] = rng.choice(train_docs.doc_id.to_numpy(), len(train))
+    pool = train_docs.doc_id.to_numpy()
+    rnd = rng.choice(pool, len(train))
+    while (same := rnd == train.pos.to_numpy()).any():  # a random negative is never the positive
+        rnd[same] = rng.choice(pool, int(same.sum()))
+    train["neg_random"] = rnd
     return dict(world=w, corpus=corpus, train=train, test=test)
 
 # %% ../../nbs/reasonir/01_data.ipynb #6b86a836

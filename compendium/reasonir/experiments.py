@@ -33,8 +33,8 @@ from compendium.reasonir.retriever import (
 
 # %% auto #0
 __all__ = ['FAMILIES', 'SEP', 'condition_pairs', 'train_rewriter', 'rewrite', 'train_reranker', 'cross_batch', 'rerank', 'Ctx',
-           'rewrites_unit', 'reranker_path', 'score', 'encoder_unit', 'baseline_unit', 'methods', 'unit', 'run_all',
-           'bright_qrels', 'paper_eval']
+           'rewrites_unit', 'draft_stats', 'reranker_path', 'score', 'encoder_unit', 'baseline_unit', 'methods', 'unit',
+           'run_all', 'bright_qrels', 'paper_eval']
 
 # %% ../../nbs/reasonir/03_experiments.ipynb #4f61e7f7
 FAMILIES = {
@@ -58,7 +58,8 @@ def condition_pairs(train: pd.DataFrame, cond: str) -> pd.DataFrame:
     return rows.reset_index(drop=True)
 
 # %% ../../nbs/reasonir/03_experiments.ipynb #c0ec9dc0
-SEP = " => "
+# the prompt ends on the separator token itself (a trailing space would be a token of its own)
+SEP = " =>"
 
 
 def train_rewriter(
@@ -71,7 +72,7 @@ def train_rewriter(
     progress=True,
 ):
     "A small causal LM trained to continue `query => ` with the query's positive document."
-    texts = [q + SEP + doc_text[p] for q, p in zip(train["query"], train.pos)]
+    texts = [q + SEP + " " + doc_text[p] for q, p in zip(train["query"], train.pos)]
     lm = tiny_lm(
         len(tok), cfg.d_model, 2, cfg.n_heads, max_len=cfg.max_len + 32, seed=seed, tok=tok
     )
@@ -97,7 +98,7 @@ def rewrite(lm, tok, queries: list[str], budget: int) -> list[str]:
     tok.padding_side = "left"
     drafts = generate(lm, tok, [q + SEP for q in queries], max_new_tokens=budget, do_sample=False)
     tok.padding_side = "right"
-    return [q + " " + d for q, d in zip(queries, drafts)]
+    return [q + " " + d.strip() for q, d in zip(queries, drafts)]
 
 # %% ../../nbs/reasonir/03_experiments.ipynb #a1cffcaf
 def train_reranker(
@@ -179,8 +180,14 @@ class Ctx:
     def __init__(self, cfg: ReasonIRConfig, root=None):
         self.cfg, self.root = cfg, root
         D = load_dataset(cfg, root)
-        self.corpus, self.train, self.test = D["corpus"], D["train"], D["test"]
+        self.corpus, self.train, self.test, self.world = (
+            D["corpus"],
+            D["train"],
+            D["test"],
+            D["world"],
+        )
         self.doc_text = self.corpus.set_index("doc_id").text
+        self.principle_docs = set(self.corpus[self.corpus.kind == "principle"].doc_id)
         self.tok = make_tokenizer(self.corpus, cfg)
         d = paths("reasonir", cfg, root, make=False).data
         files = [d / f for f in ("corpus.parquet", "train.parquet", "test.parquet", "world.json")]
@@ -213,14 +220,30 @@ def rewrites_unit(ctx: Ctx, k: int) -> pd.DataFrame:
 
         lm, _ = load_model(path)
         q = ctx.test["query"].tolist()
-        return pd.concat(
-            [
-                pd.DataFrame(dict(qid=ctx.test.index, budget=b, text=rewrite(lm, ctx.tok, q, b)))
-                for b in cfg.budgets
-            ]
-        )
+        return pd.concat([draft_stats(ctx, q, b, rewrite(lm, ctx.tok, q, b)) for b in cfg.budgets])
 
     return ctx.cache(f"rewrites-s{k}", run)
+
+
+def draft_stats(ctx: Ctx, queries: list[str], budget: int, texts: list[str]) -> pd.DataFrame:
+    """The rewrites at `budget` with what they hold: the draft's length in tokens and whether it
+    names both concepts of the query's principle (what a useful draft must find)."""
+    w, t = ctx.world, ctx.test
+    drafts = [x[len(q) :].split() for q, x in zip(queries, texts)]
+    return pd.DataFrame(
+        dict(
+            qid=t.index,
+            budget=budget,
+            text=texts,
+            draft_tokens=[
+                len(ctx.tok(" ".join(d), add_special_tokens=False)["input_ids"]) for d in drafts
+            ],
+            names_concepts=[
+                all(w.concepts[c] in d for c in w.principles[p])
+                for d, p in zip(drafts, t.principle)
+            ],
+        )
+    )
 
 
 def reranker_path(ctx: Ctx, k: int):
@@ -243,9 +266,17 @@ def score(ctx: Ctx, method: str, k: int, retrieve) -> pd.DataFrame:
     for b, g in rw.groupby("budget"):
         t = ctx.test.loc[g.qid]
         s = retrieve(g.text.tolist())
+        principle_only = [{d: x for d, x in si.items() if d in ctx.principle_docs} for si in s]
         rows.append(
             pd.DataFrame(
-                dict(qid=t.index, set=t.set.values, budget=b, reranked=False, ndcg=ndcg10(t, s))
+                dict(
+                    qid=t.index,
+                    set=t.set.values,
+                    budget=b,
+                    reranked=False,
+                    ndcg=ndcg10(t, s),
+                    ndcg_principles=ndcg10(t, principle_only),
+                )
             )
         )
         if b == 0:
@@ -278,7 +309,10 @@ def encoder_unit(ctx: Ctx, cond: str, k: int) -> pd.DataFrame:
         model, tok = load_retriever(path)
         Ed = embed_texts(model, tok, ctx.corpus.text.tolist(), cfg.max_len)
         return score(
-            ctx, cond, k, lambda q: dense_scores(embed_texts(model, tok, q, cfg.max_len), Ed, ids)
+            ctx,
+            cond,
+            k,
+            lambda q: dense_scores(embed_texts(model, tok, q, cfg.max_len), Ed, ids, k=len(ids)),
         )
 
     return ctx.cache(f"{cond}-s{k}", run)
@@ -295,10 +329,10 @@ def baseline_unit(ctx: Ctx, method: str, k: int) -> pd.DataFrame:
 
     def run():
         if method == "BM25":
-            return score(ctx, method, k, lambda q: bm25_scores(ctx.corpus, q))
+            return score(ctx, method, k, lambda q: bm25_scores(ctx.corpus, q, k=len(ids)))
         Ed = minilm(ctx.corpus.text)
         if method == "MiniLM":
-            return score(ctx, method, k, lambda q: dense_scores(minilm(q), Ed, ids))
+            return score(ctx, method, k, lambda q: dense_scores(minilm(q), Ed, ids, k=len(ids)))
         pairs = condition_pairs(ctx.train, method.removeprefix("MiniLM-head-"))
         texts = list(dict.fromkeys(pairs["query"]))
         feats = {**dict(zip(texts, minilm(texts))), **dict(zip(ctx.corpus.doc_id, Ed))}
@@ -309,7 +343,7 @@ def baseline_unit(ctx: Ctx, method: str, k: int) -> pd.DataFrame:
                 ctx,
                 method,
                 k,
-                lambda q: dense_scores(head(torch.tensor(minilm(q))).numpy(), Hd, ids),
+                lambda q: dense_scores(head(torch.tensor(minilm(q))).numpy(), Hd, ids, k=len(ids)),
             )
 
     return ctx.cache(f"{method}-s{k}", run)
@@ -372,10 +406,15 @@ def run_all(cfg: ReasonIRConfig, root=None, progress: bool = True) -> pd.DataFra
             ) as ex:
                 for _ in ex.map(mod._worker, todo):
                     bar.update()
-        else:
-            for a in todo:
-                unit(*a)
-                bar.update()
+        else:  # in this process, on one thread too: the same numbers as a worker's
+            n_threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                for a in todo:
+                    unit(*a)
+                    bar.update()
+            finally:
+                torch.set_num_threads(n_threads)
     bar.close()
     n0 = len(cache_log())
     out = pd.concat([unit(cfg, m, k, root) for k in ks for m in methods(cfg)], ignore_index=True)

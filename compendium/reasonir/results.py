@@ -26,19 +26,23 @@ def cell(
     ]
 
 
-def per_seed(res: pd.DataFrame, method: str, set_: str, **kw) -> np.ndarray:
+def per_seed(res: pd.DataFrame, method: str, set_: str, col: str = "ndcg", **kw) -> np.ndarray:
     "The method's mean nDCG@10 on the set, one value per training seed."
-    return cell(res, method, set_, **kw).groupby("k").ndcg.mean().to_numpy()
+    return cell(res, method, set_, **kw).groupby("k")[col].mean().to_numpy()
 
 
-def paired(res: pd.DataFrame, a: str, b: str, set_: str, seed: int = 0, **kw) -> dict:
-    """Mean over queries of `a` minus `b` (each averaged
-    over seeds), with its 95% BCa bootstrap interval."""
-    x, y = (cell(res, m, set_, **kw).groupby("qid").ndcg.mean() for m in (a, b))
-    d = (x - y.reindex(x.index)).to_numpy()
-    if np.allclose(d, d[0]):
-        return dict(mean=float(d[0]), lo=float(d[0]), hi=float(d[0]), n=len(d))
+def paired(res, a: dict, b: dict, groups: pd.Series, seed: int = 0, col: str = "ndcg") -> dict:
+    """Cell `a` minus cell `b` (each a dict of `cell`'s arguments): the mean over principles
+    (`groups`: query id -> principle) of the seed- and query-averaged difference, its 95% BCa
+    bootstrap interval over principles, and the difference of the means on each seed."""
+    x, y = (cell(res, **c) for c in (a, b))
+    d = x.groupby("qid")[col].mean() - y.groupby("qid")[col].mean()
+    by_p = d.groupby(groups.reindex(d.index).to_numpy()).mean().to_numpy()
+    seeds = (x.groupby("k")[col].mean() - y.groupby("k")[col].mean()).round(4).tolist()
+    out = dict(mean=float(by_p.mean()), n_principles=len(by_p), per_seed=seeds)
+    if np.allclose(by_p, by_p[0]):
+        return {**out, "lo": float(by_p[0]), "hi": float(by_p[0])}
     ci = stats.bootstrap(
-        (d,), np.mean, confidence_level=0.95, n_resamples=10_000, random_state=seed
+        (by_p,), np.mean, confidence_level=0.95, n_resamples=10_000, random_state=seed
     ).confidence_interval
-    return dict(mean=float(d.mean()), lo=float(ci.low), hi=float(ci.high), n=len(d))
+    return {**out, "lo": float(ci.low), "hi": float(ci.high)}
