@@ -43,8 +43,8 @@ class ReasonIRConfig(ScaledConfig):
     d_model: int = 128
     n_layers: int = 2
     n_heads: int = 4
-    max_len: int = 384  # tokens; covers the longest query plus a 128-token rewrite (checked)
-    steps: int = 400
+    max_len: int = 384  # tokens: the longest query; the longest reasoning query + a 128-token draft
+    steps: int = 250
     batch_size: int = 32
     lr: float = 2e-3  # from scratch (the paper fine-tunes a pretrained 8B model at 2e-5)
     tau: float = 0.02  # InfoNCE temperature, as in the paper
@@ -52,7 +52,7 @@ class ReasonIRConfig(ScaledConfig):
     conditions: tuple[str, ...] = CONDITIONS
     # test time: the rewriter's token budgets, its training steps; the reranker's depth
     budgets: tuple[int, ...] = (0, 8, 16, 32, 64, 128)
-    rewriter_steps: int = 400
+    rewriter_steps: int = 250
     rerank_k: int = 20
     workers: int = 2  # single-threaded training processes run at once (notebook 3)
     # paper scale: BRIGHT and the released model, read from local copies (never downloaded)

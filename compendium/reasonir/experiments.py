@@ -32,9 +32,9 @@ from compendium.reasonir.retriever import (
 )
 
 # %% auto #0
-__all__ = ['FAMILIES', 'SEP', 'condition_pairs', 'train_rewriter', 'rewrite', 'train_reranker', 'cross_batch', 'rerank', 'Ctx',
-           'rewrites_unit', 'draft_stats', 'reranker_path', 'score', 'encoder_unit', 'baseline_unit', 'methods', 'unit',
-           'run_all', 'bright_qrels', 'paper_eval']
+__all__ = ['FAMILIES', 'SEP', 'TOOL_CONDITION', 'condition_pairs', 'train_rewriter', 'rewrite', 'train_reranker', 'cross_batch',
+           'rerank', 'Ctx', 'rewrites_unit', 'draft_stats', 'reranker_path', 'score', 'encoder_unit', 'baseline_unit',
+           'methods', 'unit', 'run_all', 'bright_qrels', 'paper_eval']
 
 # %% ../../nbs/reasonir/03_experiments.ipynb #4f61e7f7
 FAMILIES = {
@@ -60,6 +60,8 @@ def condition_pairs(train: pd.DataFrame, cond: str) -> pd.DataFrame:
 # %% ../../nbs/reasonir/03_experiments.ipynb #c0ec9dc0
 # the prompt ends on the separator token itself (a trailing space would be a token of its own)
 SEP = " =>"
+# the training pairs of the rewriter and the reranker: the short queries (no varied-length ones)
+TOOL_CONDITION = "public+HQ"
 
 
 def train_rewriter(
@@ -148,13 +150,15 @@ def train_reranker(
 
 
 def cross_batch(tok, pairs: list[tuple[str, str]], max_len: int):
-    "`query <sep> document` token rows, right-padded."
+    """`query [SEP] document` token rows, right-padded; a row longer than `max_len` loses the
+    end of its query, never the document."""
     from compendium.core.text import collate
 
-    return collate(
-        tok,
-        [tok(a + " [SEP] " + b, add_special_tokens=False)["input_ids"][:max_len] for a, b in pairs],
-    )
+    def row(a, b):
+        q, d = (tok(x, add_special_tokens=False)["input_ids"] for x in (a, " [SEP] " + b))
+        return q[: max(0, max_len - len(d))] + d[:max_len]
+
+    return collate(tok, [row(a, b) for a, b in pairs])
 
 
 @torch.no_grad()
@@ -207,9 +211,10 @@ class Ctx:
 
 # %% ../../nbs/reasonir/03_experiments.ipynb #c4c4c29e
 def rewrites_unit(ctx: Ctx, k: int) -> pd.DataFrame:
-    "Every test query at every budget, as the rewriter of seed `k` writes it."
+    """Every test query as it is (budget 0) and every reasoning query at every other budget, as
+    the rewriter of seed `k` writes it."""
     cfg, s = ctx.cfg, ctx.cfg.seed + k
-    pairs = condition_pairs(ctx.train, "full")
+    pairs = condition_pairs(ctx.train, TOOL_CONDITION)
     path = ctx.model(
         f"rewriter-s{k}",
         lambda ck: train_rewriter(pairs, ctx.doc_text, ctx.tok, cfg, s, ck, progress=False),
@@ -219,17 +224,24 @@ def rewrites_unit(ctx: Ctx, k: int) -> pd.DataFrame:
         from compendium.core.text import load_model
 
         lm, _ = load_model(path)
-        q = ctx.test["query"].tolist()
-        return pd.concat([draft_stats(ctx, q, b, rewrite(lm, ctx.tok, q, b)) for b in cfg.budgets])
+        R = ctx.test[ctx.test.set == "reasoning"]
+        return pd.concat(
+            [
+                draft_stats(ctx, t, b, rewrite(lm, ctx.tok, t["query"].tolist(), b))
+                for b in cfg.budgets
+                for t in [ctx.test if b == 0 else R]
+            ]
+        )
 
     return ctx.cache(f"rewrites-s{k}", run)
 
 
-def draft_stats(ctx: Ctx, queries: list[str], budget: int, texts: list[str]) -> pd.DataFrame:
-    """The rewrites at `budget` with what they hold: the draft's length in tokens and whether it
-    names both concepts of the query's principle (what a useful draft must find)."""
-    w, t = ctx.world, ctx.test
-    drafts = [x[len(q) :].split() for q, x in zip(queries, texts)]
+def draft_stats(ctx: Ctx, t: pd.DataFrame, budget: int, texts: list[str]) -> pd.DataFrame:
+    """The rewrites of the test queries `t` at `budget` with what they hold: the draft's length in
+    tokens and whether it names both concepts of the query's principle (what a useful draft must
+    find)."""
+    w = ctx.world
+    drafts = [x[len(q) :].split() for q, x in zip(t["query"], texts)]
     return pd.DataFrame(
         dict(
             qid=t.index,
@@ -248,7 +260,7 @@ def draft_stats(ctx: Ctx, queries: list[str], budget: int, texts: list[str]) -> 
 
 def reranker_path(ctx: Ctx, k: int):
     "The folder of seed `k`'s reranker."
-    pairs = condition_pairs(ctx.train, "full")
+    pairs = condition_pairs(ctx.train, TOOL_CONDITION)
     return ctx.model(
         f"reranker-s{k}",
         lambda ck: train_reranker(
@@ -279,16 +291,24 @@ def score(ctx: Ctx, method: str, k: int, retrieve) -> pd.DataFrame:
                 )
             )
         )
-        if b == 0:
+        if b == 0:  # the reranker on the reasoning queries
+            r = (t.set == "reasoning").to_numpy()
             rr = AutoModelForSequenceClassification.from_pretrained(
                 str(reranker_path(ctx, k))
             ).eval()
             s2 = rerank(
-                rr, ctx.tok, g.text.tolist(), s, ctx.doc_text, ctx.cfg.rerank_k, 2 * ctx.cfg.max_len
+                rr,
+                ctx.tok,
+                g.text[r].tolist(),
+                [x for x, keep in zip(s, r) if keep],
+                ctx.doc_text,
+                ctx.cfg.rerank_k,
+                2 * ctx.cfg.max_len,
             )
+            t2 = t[r]
             rows.append(
                 pd.DataFrame(
-                    dict(qid=t.index, set=t.set.values, budget=0, reranked=True, ndcg=ndcg10(t, s2))
+                    dict(qid=t2.index, set=t2.set.values, budget=0, reranked=True, ndcg=ndcg10(t2, s2))
                 )
             )
     return pd.concat(rows, ignore_index=True).assign(method=method, k=k)
