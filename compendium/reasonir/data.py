@@ -19,7 +19,7 @@ from ..core.artifacts import paths, save_table, load_table, save_json, MissingAr
 __all__ = ['CONDITIONS', 'TEST_SETS', 'ONSETS', 'VOWELS', 'CODAS', 'PRINCIPLE_DOCS', 'REMARKS', 'DEFINITION_DOCS', 'STORY_DOCS',
            'EVERYDAY', 'FACTUAL', 'HARD', 'DEFINITION', 'NARRATIVE', 'ReasonIRConfig', 'pseudo_words', 'World',
            'make_world', 'held_out', 'fill', 'principle_doc', 'definition_doc', 'factual_query', 'hard_query',
-           'long_query', 'build_dataset', 'save_dataset', 'load_dataset', 'save_bright', 'load_bright']
+           'long_query', 'build_dataset', 'save_dataset', 'load_dataset', 'save_bright', 'load_bright', 'check_paper']
 
 # %% ../../nbs/reasonir/01_data.ipynb #c33d9bcd
 CONDITIONS = ("public", "public-control", "public+VL", "public+HQ", "full", "public+HQ-noHN")
@@ -58,7 +58,7 @@ class ReasonIRConfig(ScaledConfig):
     # paper scale: BRIGHT and the released model, read from local copies (never downloaded)
     bright_dir: str = ""  # a folder with BRIGHT's documents/<task>.jsonl and examples/<task>.jsonl
     bright_task: str = "biology"
-    model_name: str = "reasonir/ReasonIR-8B"
+    model_dir: str = ""  # a local copy of reasonir/ReasonIR-8B (its from_pretrained folder)
     presets: ClassVar[dict] = {
         "ci": dict(
             n_concepts=16,
@@ -76,7 +76,9 @@ class ReasonIRConfig(ScaledConfig):
             conditions=("public", "full"),
             max_len=256,
         ),
-        "paper": dict(bright_dir="data/reasonir/paper/bright"),
+        "paper": dict(
+            bright_dir="data/reasonir/paper/bright", model_dir="data/reasonir/paper/ReasonIR-8B"
+        ),
     }
 
     def __post_init__(self):
@@ -526,3 +528,22 @@ def load_bright(folder: str | Path, task: str) -> dict:
         )
     )
     return dict(corpus=corpus, test=test)
+
+# %% ../../nbs/reasonir/01_data.ipynb #77dcf2b1
+def check_paper(cfg: ReasonIRConfig, gpu: bool | None = None) -> None:
+    "Refuse the `paper` scale with one line naming the first missing input."
+    import torch
+
+    load_bright(cfg.bright_dir, cfg.bright_task)  # one line when the task's files are missing
+    if not (Path(cfg.model_dir) / "config.json").exists():
+        raise MissingArtifact(
+            f"no retriever in {cfg.model_dir!r}: put reasonir/ReasonIR-8B's files there "
+            "(config.json, weights, tokenizer; --set model_dir=DIR)"
+        )
+    if not (torch.cuda.is_available() if gpu is None else gpu):
+        raise MissingArtifact("the paper scale evaluates an 8B retriever: it needs a GPU")
+    raise MissingArtifact(
+        "the paper scale through notebooks 2-4 is not built yet: evaluate the released model with "
+        "compendium.reasonir.experiments.paper_eval(model_dir, bright_dir, task)"
+    )
+
