@@ -546,4 +546,3 @@ def check_paper(cfg: ReasonIRConfig, gpu: bool | None = None) -> None:
         "the paper scale through notebooks 2-4 is not built yet: evaluate the released model with "
         "compendium.reasonir.experiments.paper_eval(model_dir, bright_dir, task)"
     )
-

@@ -308,7 +308,13 @@ def score(ctx: Ctx, method: str, k: int, retrieve) -> pd.DataFrame:
             t2 = t[r]
             rows.append(
                 pd.DataFrame(
-                    dict(qid=t2.index, set=t2.set.values, budget=0, reranked=True, ndcg=ndcg10(t2, s2))
+                    dict(
+                        qid=t2.index,
+                        set=t2.set.values,
+                        budget=0,
+                        reranked=True,
+                        ndcg=ndcg10(t2, s2),
+                    )
                 )
             )
     return pd.concat(rows, ignore_index=True).assign(method=method, k=k)
