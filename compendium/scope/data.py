@@ -42,7 +42,7 @@ class ScopeConfig(ScaledConfig):
     dialogue_turns: int = 5  # assistant turns per logged dialogue
     n_heldout: int = 150  # held-out dialogues (held-out phrasings and users) for the model fit
     # the evaluation
-    n_starters: int = 8  # evaluation conversations per seed
+    n_starters: int = 12  # evaluation conversations per seed
     n_turns: int = 3  # assistant turns planned per conversation
     n_seeds: int = 3  # seeds inside one run (seed, seed + 1, ...): each its own world and models
     # the semantic space and its models
