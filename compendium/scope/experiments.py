@@ -316,11 +316,18 @@ def _worker(args):
     return k
 
 
+def _entries(cfg: ScopeConfig, k: int, root=None) -> set:
+    "The complete entries of world `k`'s cache, as `name-key`."
+    folder = _cache(cfg, k, root).folder
+    return {f.name.removesuffix(".prov.json") for f in folder.glob("*.prov.json")}
+
+
 def run_all(cfg: ScopeConfig, root=None, progress: bool = True) -> dict:
     "Every world's unit; the tables concatenated."
     import compendium.scope.experiments as mod  # the workers import the exported functions by name
 
     todo = [(cfg, k, root) for k in range(cfg.n_seeds)]
+    had = set().union(*(_entries(cfg, k, root) for k in range(cfg.n_seeds)))
     bar = tqdm(total=len(todo), desc="worlds", disable=not progress)
     if cfg.workers > 1 and len(todo) > 1:
         with ProcessPoolExecutor(
@@ -341,5 +348,8 @@ def run_all(cfg: ScopeConfig, root=None, progress: bool = True) -> dict:
         finally:
             torch.set_num_threads(n)
     bar.close()
+    n0 = len(cache_log())
     units = [world_unit(cfg, k, root) for k in range(cfg.n_seeds)]  # read back from the cache
+    for e in cache_log()[n0:]:  # computed by a worker in this run: not a cache hit of this run
+        e["from_cache"] = e["from_cache"] and f"{e['name']}-{e['key']}" in had
     return {t: pd.concat([u[t] for u in units], ignore_index=True) for t in units[0]}

@@ -8,7 +8,7 @@ Docs: https://compendium-dev.github.io/compendium/scope/results.html.md"""
 from __future__ import annotations
 import numpy as np
 import pandas as pd
-from .data import ScopeConfig, User, load_data, oracle_value, policy_value
+from .data import ScopeConfig, STYLES, User, load_data, oracle_value, policy_value
 
 # %% auto #0
 __all__ = ['levels', 'normalise', 'costs', 'summary', 'at_cost', 'per_world', 'spread']
