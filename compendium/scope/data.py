@@ -54,7 +54,7 @@ class ScopeConfig(ScaledConfig):
     lr: float = 1e-3
     # the search
     budgets: tuple[int, ...] = (4, 16, 64, 256)  # node expansions per turn (SCOPE)
-    sim_budgets: tuple[int, ...] = (4, 16, 64)  # node expansions per turn (simulation MCTS)
+    sim_budgets: tuple[int, ...] = (1, 2, 4, 16, 64)  # node expansions per turn (simulation MCTS)
     practical_budget: int = 64  # SCOPE's budget at which C1 and C2 are read
     depth: int = 8  # search depth (the paper's)
     gamma: float = 0.9  # reward decay (the paper's)
@@ -86,7 +86,7 @@ class ScopeConfig(ScaledConfig):
             n_seeds=1,
             epochs=20,
             budgets=(4, 16, 64),
-            sim_budgets=(4, 16),
+            sim_budgets=(1, 4, 16),
             practical_budget=16,
             lm_steps=150,
         ),

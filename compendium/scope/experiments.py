@@ -50,7 +50,7 @@ from compendium.scope.semantic import (
 )
 
 # %% auto #0
-__all__ = ['MCTS_METHODS', 'METHODS', 'sim_text', 'cut_turn', 'sim_corpus', 'train_simulator', 'SimWorld', 'TrueWorld',
+__all__ = ['MCTS_METHODS', 'METHODS', 'SPLITS', 'sim_text', 'cut_turn', 'sim_corpus', 'train_simulator', 'SimWorld', 'TrueWorld',
            'Planners', 'converse', 'budgets_of', 'world_models', 'fidelity', 'world_unit', 'run_all']
 
 # %% ../../nbs/scope/03_experiments.ipynb #3789084b
@@ -240,11 +240,18 @@ def world_models(cfg: ScopeConfig, k: int, root=None):
 
 # %% ../../nbs/scope/03_experiments.ipynb #069931b2
 def fidelity(
-    cfg: ScopeConfig, data: dict, M: SemanticModels, lm, tok, n: int = 100, seed: int = 0
+    cfg: ScopeConfig,
+    data: dict,
+    M: SemanticModels,
+    lm,
+    tok,
+    n: int = 100,
+    seed: int = 0,
+    split: str = "heldout",
 ) -> pd.DataFrame:
-    "Held-out fidelity of the simulator's answer lengths, beside SCOPE's reward model, on `n`"
-    "logged turns."
-    df = data["heldout"].head(n)
+    "Fidelity of the simulator's answer lengths, beside SCOPE's reward model, on `n` logged turns"
+    "of `split` (`heldout`: test phrasings; `train`: turns both were trained on)."
+    df = data[split].head(n)
     prompts = [sim_text(list(h) + [a], "user", cfg) for h, a in zip(df.history, df.reply)]
     sim = [cut_turn(t) for t in generate(lm, tok, prompts, int(1.5 * cfg.max_words), seed=seed)]
     sim_len = np.array([len(t.split()) for t in sim], float)
@@ -266,14 +273,22 @@ def fidelity(
             ),
             dict(predictor="true", r2=1.0, corr=1.0, mean_len=true.mean()),
         ]
-    )
+    ).assign(split=split)
 
 # %% ../../nbs/scope/03_experiments.ipynb #ae372c09
+SPLITS = ("heldout", "train")  # the simulator's fidelity on held-out phrasings, and in training
+
+
 def world_unit(cfg: ScopeConfig, k: int, root=None, progress: bool = False) -> dict:
     "World `k`'s fit, fidelity and per-starter results of every method (cached)."
     cache = _cache(cfg, k, root)
     data, M, fit, (lm, tok) = world_models(cfg, k, root)
-    fid = cache(f"fidelity-w{k}", lambda: fidelity(cfg, data, M, lm, tok, seed=cfg.seed + k))
+    fid = cache(
+        f"fidelity-w{k}",
+        lambda: pd.concat(
+            [fidelity(cfg, data, M, lm, tok, seed=cfg.seed + k, split=sp) for sp in SPLITS]
+        ),
+    )
     T_te = transitions(data["heldout"], cfg, cache=paths("scope", cfg, root).data / "emb")
     delayed = cache(f"delayed-w{k}", lambda: delayed_effect(M, T_te, data["heldout"]))
     pl, runs = Planners(cfg, M, lm, tok), []

@@ -331,11 +331,11 @@ class Node:
     n: int = 0
 
 
-def ucb(node: Node, c: float, scale: float) -> Chance:
-    "The reply to try: an untried one first, else the highest UCB score."
-    for ch in node.replies:
-        if ch.n == 0:
-            return ch
+def ucb(node: Node, c: float, scale: float, rng) -> Chance:
+    "The reply to try: an untried one first (drawn at random), else the highest UCB score."
+    untried = [ch for ch in node.replies if ch.n == 0]
+    if untried:  # at random: with fewer expansions than replies, list order would decide
+        return untried[int(rng.integers(len(untried)))]
     return max(
         node.replies, key=lambda ch: ch.w / ch.n / scale + c * math.sqrt(math.log(node.n) / ch.n)
     )
@@ -357,7 +357,7 @@ def simulate(root: Node, model, cfg: ScopeConfig, horizon: int, rng) -> int:
     while node.depth < horizon:
         if node.replies is None:
             node.replies = [Chance(a) for a in model.propose(node.state, cfg.inner_actions, rng)]
-        ch = ucb(node, cfg.ucb_c, cfg.L0)
+        ch = ucb(node, cfg.ucb_c, cfg.L0, rng)
         if len(ch.outcomes) < cfg.outcomes:
             s2, r = model.step(ch.after, rng)
             ch.outcomes.append((Node(s2, node.depth + 1), r))
