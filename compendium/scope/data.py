@@ -8,6 +8,7 @@ Docs: https://compendium-dev.github.io/compendium/scope/data.html.md"""
 from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import ClassVar
 import numpy as np
 import pandas as pd
@@ -21,9 +22,10 @@ from compendium.core.artifacts import (
 )
 
 # %% auto #0
-__all__ = ['STYLES', 'TOPICS', 'REPLIES', 'OPENERS', 'CLOSERS', 'FILLERS', 'FACTOR', 'DMOOD', 'ScopeConfig', 'User',
-           'expected_length', 'step_user', 'check_paper', 'oracle_value', 'q_value', 'oracle_choice', 'Render',
-           'prefix_text', 'new_user', 'starter', 'dialogues', 'make_data', 'save_data', 'load_data', 'policy_value']
+__all__ = ['STYLES', 'TOPICS', 'REPLIES', 'OPENERS', 'CLOSERS', 'FILLERS', 'FACTOR', 'DMOOD', 'DATA_TABLES', 'ScopeConfig',
+           'User', 'expected_length', 'step_user', 'check_paper', 'oracle_value', 'q_value', 'oracle_choice', 'Render',
+           'prefix_text', 'new_user', 'starter', 'dialogues', 'make_data', 'world_dir', 'save_data', 'load_data',
+           'policy_value']
 
 # %% ../../nbs/scope/01_data.ipynb #d728c973
 STYLES = ("elaborate", "ask", "empathic", "change", "curt")
@@ -297,7 +299,8 @@ def check_paper(cfg: ScopeConfig, gpu: bool | None = None) -> None:
     if not (torch.cuda.is_available() if gpu is None else gpu):
         raise MissingArtifact("SCOPE paper scale: 8B embedder and agent need a GPU")
     raise MissingArtifact(
-        "SCOPE paper scale: the 8B pipeline through notebooks 2-4 is not built yet"
+        "SCOPE paper scale: notebooks 2-4 are not built for it; run the paper's pipeline with "
+        "compendium.scope.paper.paper_run(cfg) (notebook 5)"
     )
 
 # %% ../../nbs/scope/01_data.ipynb #3bd5fa13
@@ -445,19 +448,27 @@ def make_data(cfg: ScopeConfig, s: int) -> dict:
     return dict(train=train, heldout=held, starters=pd.DataFrame(starters))
 
 
+DATA_TABLES = ("train", "heldout", "starters")
+
+
+def world_dir(cfg: ScopeConfig, s: int, root=None, make: bool = False) -> Path:
+    "The folder of the world with seed `s` (world `k` of a run is seed `cfg.seed + k`)."
+    return paths("scope", cfg, root, make=make).data / f"world-{s}"
+
+
 def save_data(cfg: ScopeConfig, data: dict, s: int, root=None):
     "Write seed `s`'s data under the chain's data folder."
-    d = paths("scope", cfg, root).data / f"world-{s}"
+    d = world_dir(cfg, s, root, make=True)
     for k, v in data.items():
         save_table(v, d / f"{k}.parquet")
 
 
 def load_data(cfg: ScopeConfig, s: int, root=None) -> dict:
     "Read seed `s`'s data written by `save_data`."
-    d = paths("scope", cfg, root, make=False).data / f"world-{s}"
+    d = world_dir(cfg, s, root)
     return {
         k: load_table(d / f"{k}.parquet", f"SCOPE data ({k}, seed {s}): run 01_data")
-        for k in ("train", "heldout", "starters")
+        for k in DATA_TABLES
     }
 
 # %% ../../nbs/scope/01_data.ipynb #b84bf0c0

@@ -34,6 +34,8 @@ from compendium.scope.data import (
     prefix_text,
     step_user,
     oracle_choice,
+    DATA_TABLES,
+    world_dir,
 )
 from compendium.scope.semantic import (
     SemanticModels,
@@ -199,9 +201,13 @@ def converse(pl: Planners, method: str, budget: int, world: int, st) -> dict:
     return dict(reward=total, seconds=secs, expansions=expansions, styles=" ".join(styles))
 
 # %% ../../nbs/scope/03_experiments.ipynb #29ed325c
+def _world_files(cfg: ScopeConfig, k: int, root=None) -> list:
+    "The data files of the run's world `k` (seed `cfg.seed + k`)."
+    return [world_dir(cfg, cfg.seed + k, root) / f"{n}.parquet" for n in DATA_TABLES]
+
+
 def _cache(cfg: ScopeConfig, k: int, root=None) -> Cache:
-    d = paths("scope", cfg, root, make=False).data / f"world-{k}"
-    files = [d / f"{n}.parquet" for n in ("train", "heldout", "starters")]
+    files = _world_files(cfg, k, root)
     return Cache.for_chain(
         "scope", cfg, f"world-{k}", modules="compendium.scope.experiments", root=root, files=files
     )
@@ -238,7 +244,7 @@ def world_models(cfg: ScopeConfig, k: int, root=None):
     lm, tok = load_model(lm_dir)
     return data, M, fit, (lm, tok)
 
-# %% ../../nbs/scope/03_experiments.ipynb #069931b2
+# %% ../../nbs/scope/03_experiments.ipynb #8f066821
 def fidelity(
     cfg: ScopeConfig,
     data: dict,
@@ -275,7 +281,7 @@ def fidelity(
         ]
     ).assign(split=split)
 
-# %% ../../nbs/scope/03_experiments.ipynb #ae372c09
+# %% ../../nbs/scope/03_experiments.ipynb #4e94c86e
 SPLITS = ("heldout", "train")  # the simulator's fidelity on held-out phrasings, and in training
 
 
@@ -317,7 +323,7 @@ def world_unit(cfg: ScopeConfig, k: int, root=None, progress: bool = False) -> d
         results=pd.concat(runs, ignore_index=True),
     )
 
-# %% ../../nbs/scope/03_experiments.ipynb #8991e488
+# %% ../../nbs/scope/03_experiments.ipynb #5d4b1762
 def _threads(n: int):
     os.environ.update(
         {v: str(n) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "COMPENDIUM_THREADS")}

@@ -30,8 +30,8 @@ from compendium.scope.semantic import (
 from .experiments import cut_turn
 
 # %% auto #0
-__all__ = ['PAPER_METHODS', 'read_lmsys', 'write_lmsys', 'LLMEmbedder', 'lmsys_transitions', 'ChatLM', 'LLMWorld', 'paper_choose',
-           'paper_converse', 'paper_run']
+__all__ = ['PERSONA', 'PAPER_METHODS', 'MODEL_KEY_FILES', 'read_lmsys', 'write_lmsys', 'LLMEmbedder', 'lmsys_transitions',
+           'ChatLM', 'LLMWorld', 'paper_choose', 'paper_converse', 'paper_run']
 
 # %% ../../nbs/scope/05_paper.ipynb #8c7af0d8
 def read_lmsys(path, n: int | None = None, language: str | None = "English") -> list[list[str]]:
@@ -39,7 +39,10 @@ def read_lmsys(path, n: int | None = None, language: str | None = "English") -> 
     p = Path(path)
     if not p.exists():
         raise MissingArtifact(f"no LMSYS-Chat conversations at {str(path)!r}")
-    df = pd.read_parquet(p)
+    import pyarrow.parquet as pq
+
+    cols = [c for c in ("conversation", "language") if c in pq.read_schema(p).names]
+    df = pd.read_parquet(p, columns=cols)
     if "conversation" not in df:
         raise ConfigError(f"{p.name}: no 'conversation' column (the LMSYS-Chat schema)")
     if language and "language" in df:
@@ -124,19 +127,40 @@ def lmsys_transitions(dialogues: list[list[str]], embed, cfg: ScopeConfig) -> di
     return dict(s=pick(s), s_a=pick(sa), s_next=pick(sn), r=np.array(r, np.float32))
 
 # %% ../../nbs/scope/05_paper.ipynb #c646c15e
+PERSONA = (
+    "Pretend you are a human user chatting with an AI assistant. Below is your conversation "
+    "so far. "
+    "Write only your next message as the user, in your own words."
+)
+
+
 class ChatLM:
     "A causal LM that writes the next turn of a conversation as the assistant or as the user."
 
-    def __init__(self, lm, tok, max_new_tokens: int = 64):
+    def __init__(self, lm, tok, max_new_tokens: int = 256):
         self.lm, self.tok, self.max_new_tokens = lm, tok, max_new_tokens
+        if tok.pad_token is None:  # Llama-3 ships none; batched generation pads
+            tok.pad_token = tok.eos_token
+        ids = getattr(lm.generation_config, "eos_token_id", None)
+        if isinstance(ids, list) and getattr(tok, "chat_template", None):
+            # stop at the token that ends a turn in the template (Llama-3: <|eot_id|>)
+            probe = tok.apply_chat_template([dict(role="user", content="x")], tokenize=False)
+            ends = [i for i in ids if tok.convert_ids_to_tokens(i) in probe]
+            if ends:
+                tok.eos_token = tok.convert_ids_to_tokens(ends[0])
 
     def prompt(self, turns: list[str], role: str, cfg: ScopeConfig) -> str:
         tok = self.tok
         if not getattr(tok, "chat_template", None):
             speaker = "User" if role == "user" else "Assistant"
             return f"[{role}]\n{prefix_text(turns, cfg)}\n{speaker}:"
-        me, other = ("assistant", "user") if role == "user" else ("user", "assistant")
-        msgs = [dict(role=(me, other)[i % 2], content=t) for i, t in enumerate(turns)]
+        if role == "user":
+            transcript = "\n".join(
+                f"{('User', 'Assistant')[i % 2]}: {t}" for i, t in enumerate(turns)
+            )
+            msgs = [dict(role="user", content=f"{PERSONA}\n\n{transcript}\n\nUser:")]
+        else:
+            msgs = [dict(role=("user", "assistant")[i % 2], content=t) for i, t in enumerate(turns)]
         text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
         return text.removeprefix(tok.bos_token or "")
 
@@ -216,9 +240,30 @@ def paper_converse(method, budget, starter: str, i: int, cfg, emb, M, agent, use
     return dict(method=method, budget=budget, starter=i, reward=total, seconds=secs)
 
 # %% ../../nbs/scope/05_paper.ipynb #fc9cbea1
-def _run_cache(cfg: ScopeConfig, files: list, root=None) -> Cache:
+MODEL_KEY_FILES = (
+    "config.json",
+    "generation_config.json",
+    "tokenizer_config.json",
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin.index.json",
+)
+
+
+def _run_cache(cfg: ScopeConfig, lmsys_file, model_dirs: list, extra: dict, root=None) -> Cache:
+    "The run's cache, keyed by the code, the config, `extra`, the data file and the models' files."
+    files = [lmsys_file] + [
+        Path(d) / n for d in model_dirs for n in MODEL_KEY_FILES if (Path(d) / n).exists()
+    ]
     return Cache.for_chain(
-        "scope", cfg, "paper", modules="compendium.scope.paper", files=files, root=root, sub="paper"
+        "scope",
+        cfg,
+        "paper",
+        extra,
+        modules="compendium.scope.paper",
+        files=files,
+        root=root,
+        sub="paper",
     )
 
 
@@ -232,11 +277,13 @@ def paper_run(
     k: int = 5,
     dim: int = 1024,
     max_tokens: int = 256,
+    max_new_tokens: int = 256,
     device=None,
     root=None,
     progress: bool = True,
 ) -> dict:
     "The paper's pipeline: `results` (a row per planner, budget, starter), the models' `fit`."
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     emb_dir, ag_dir = embedder_dir or cfg.embedder_dir, agent_dir or cfg.agent_dir
     f = lmsys_file or cfg.lmsys_file
     for what, p in (("embedder", emb_dir), ("agent", ag_dir), ("user", user_dir or ag_dir)):
@@ -252,7 +299,17 @@ def paper_run(
     starters, logged = dialogues[-cfg.n_starters :], dialogues[: -cfg.n_starters]
     n_te = max(1, len(logged) // 10)
     tr, te = logged[:-n_te], logged[-n_te:]
-    cache = _run_cache(cfg, [f] + [Path(p) / "config.json" for p in (emb_dir, ag_dir)], root)
+    extra = dict(
+        user=str(user_dir),
+        k=k,
+        dim=dim,
+        max_tokens=max_tokens,
+        n=n_conversations,
+        max_new_tokens=max_new_tokens,
+        models=[str(emb_dir), str(ag_dir)],
+    )
+    dirs = [emb_dir, ag_dir] + ([user_dir] if user_dir else [])
+    cache = _run_cache(cfg, f, dirs, extra, root)
     emb = LLMEmbedder(emb_dir, dim, max_tokens, cfg.seed, device)
 
     def transitions_dir(p):
@@ -270,20 +327,17 @@ def paper_run(
     )
     M = load_models(md / "models.pt", cfg)
     fit = cache("fit", lambda: model_fit(M, T_tr, T_te))
-    agent = ChatLM(*load_model(ag_dir, device))
-    user = agent if user_dir is None else ChatLM(*load_model(user_dir, device))
+    agent = ChatLM(*load_model(ag_dir, device), max_new_tokens)
+    user = agent if user_dir is None else ChatLM(*load_model(user_dir, device), max_new_tokens)
     runs = []
     for m in PAPER_METHODS:
-        bs = cfg.budgets if m == "SCOPE" else cfg.sim_budgets if m == "sim-MCTS" else (0,)
+        for b in cfg.budgets if m == "SCOPE" else cfg.sim_budgets if m == "sim-MCTS" else (0,):
 
-        def run(m=m, bs=bs):
-            todo = [(b, i, s[0]) for b in bs for i, s in enumerate(starters)]
-            return pd.DataFrame(
-                [
-                    paper_converse(m, b, st, i, cfg, emb, M, agent, user, k)
-                    for b, i, st in tqdm(todo, desc=m, disable=not progress, leave=False)
-                ]
-            )
+            def run(m=m, b=b):  # one entry per (method, budget): a crash loses at most one
+                todo = tqdm(list(enumerate(starters)), desc=f"{m} {b}", disable=not progress)
+                return pd.DataFrame(
+                    [paper_converse(m, b, d[0], i, cfg, emb, M, agent, user, k) for i, d in todo]
+                )
 
-        runs.append(cache(f"eval-{m}", run))
+            runs.append(cache(f"eval-{m}-{b}", run))
     return dict(results=pd.concat(runs, ignore_index=True), fit=fit)
