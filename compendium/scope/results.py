@@ -11,7 +11,7 @@ import pandas as pd
 from .data import ScopeConfig, STYLES, User, load_data, oracle_value, policy_value
 
 # %% auto #0
-__all__ = ['levels', 'normalise', 'costs', 'summary', 'at_cost', 'per_world', 'spread']
+__all__ = ['levels', 'normalise', 'costs', 'summary', 'at_cost', 'at_cost_interp', 'per_world', 'spread']
 
 # %% ../../nbs/scope/04_results.ipynb #1b3deb37
 def levels(cfg: ScopeConfig, world: int, root=None) -> dict:
@@ -74,6 +74,17 @@ def at_cost(
         return 0, pd.Series(0.0, index=sorted(w))
     b = int(ok.budget.max())
     return b, N[(N.method == method) & (N.budget == b)].set_index("world").norm.sort_index()
+
+
+def at_cost_interp(N: pd.DataFrame, cost: pd.DataFrame, method: str, c: float) -> pd.Series:
+    "Normalised reward per world of `method` at cost `c` per turn, interpolated in log cost between"
+    "its budgets (the random level, 0, below its cheapest; its largest budget's above)."
+    cb = cost[cost.method == method].sort_values("cost")
+    if c < cb.cost.iloc[0]:
+        return pd.Series(0.0, index=sorted(N.world.unique()))
+    r = N[N.method == method].pivot_table(index="world", columns="budget", values="norm")
+    x = np.log(cb.cost.to_numpy())
+    return r[list(cb.budget)].apply(lambda y: float(np.interp(np.log(c), x, y)), axis=1)
 
 
 def per_world(N: pd.DataFrame, method: str, budget: int) -> pd.Series:
