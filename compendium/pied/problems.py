@@ -313,6 +313,9 @@ class WaveConfig(ScaledConfig):
     dx: float = 0.02  # oracle grid (the repository's: dx = 0.01, dt = 1e-4)
     dt: float = 0.005
     ckpt_every: int = 500  # steps between checkpoints of a long training
+    # torch.compile each training step (adam_train): ~2.3x faster steps at this size on 2 cores,
+    # after ~35 s of compiling per graph; ci stays eager
+    compile: bool = True
     device: str = ""  # "" = cuda when present, else cpu
     presets: ClassVar[dict] = {
         "ci": dict(
@@ -335,6 +338,7 @@ class WaveConfig(ScaledConfig):
             dx=0.05,
             dt=0.0125,
             ckpt_every=100,
+            compile=False,
         ),
         "paper": dict(
             n_ic=300,
