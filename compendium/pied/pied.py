@@ -267,6 +267,7 @@ def train(
     (B, n_obs) and readings y (B, n_obs) are given; the history (steps, B, 2) holds the
     forward loss and its residual part. `compile` defaults to `cfg.compile`."""
     s_c = collocation(cfg, beta.device)
+    _base(cfg)  # built before any compiled step: built inside one, it breaks the graph (8x slower)
 
     def loss_fn(th, b):
         L, pde = loss_fwd(th, b, s_c, cfg, parts=True)

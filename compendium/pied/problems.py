@@ -64,8 +64,8 @@ class PiedConfig(ScaledConfig):
     c4_designs: int = 30  # random designs of claim C4
     grid_n: int = 12  # grid of (t1, t2) in figure 2
     ckpt_every: int = 500  # steps between checkpoints of a long training
-    # torch.compile each training step (adam_train): ~14x faster steps at this size on 2 cores,
-    # after ~30 s of compiling per graph; ci stays eager, where compiling costs more than it saves
+    # torch.compile each training step (adam_train): ~10x faster steps at this size on 2 cores,
+    # after 5-30 s of compiling per graph; ci stays eager, where compiling costs more than it saves
     compile: bool = True
     device: str = ""  # "" = cuda when present, else cpu
     presets: ClassVar[dict] = {
@@ -313,8 +313,8 @@ class WaveConfig(ScaledConfig):
     dx: float = 0.02  # oracle grid (the repository's: dx = 0.01, dt = 1e-4)
     dt: float = 0.005
     ckpt_every: int = 500  # steps between checkpoints of a long training
-    # torch.compile each training step (adam_train): ~2.3x faster steps at this size on 2 cores,
-    # after ~35 s of compiling per graph; ci stays eager
+    # torch.compile each training step (adam_train): ~3x faster steps at this size on 2 cores,
+    # after 10-35 s of compiling per graph; ci stays eager
     compile: bool = True
     device: str = ""  # "" = cuda when present, else cpu
     presets: ClassVar[dict] = {

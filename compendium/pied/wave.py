@@ -214,6 +214,7 @@ def train_wave(
 ):
     """`adam_train` (notebook 02) on the wave's forward loss, or its
     inverse loss when z_obs (B, m, 2) and readings y (B, m) are given."""
+    _base(cfg)  # built before any compiled step (see `train` in notebook 02)
     return adam_train(
         params,
         beta,
