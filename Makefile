@@ -9,7 +9,7 @@ LAB_PORT  ?= 8888
 LAB_TOKEN ?=
 export MPLBACKEND := Agg
 
-.PHONY: install reproduce test lab docs lock clean-runs
+.PHONY: install reproduce test bench lab docs lock clean-runs
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,6 +30,11 @@ reproduce: install
 test: install
 	bash .ci/install-chromium.sh
 	$(BIN)/python -m pytest tests
+
+## the benchmarks (never run by make test): each hot loop plain vs optimised, same inputs, same process,
+## their results checked equal -> benchmarks/RESULTS.md and benchmarks/results/<cpu|gpu>.jsonl
+bench: install
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 ## the docs site, offline, into _site/ (serve: python -m http.server -d _site -b 127.0.0.1 8000)
 docs: install

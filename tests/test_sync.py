@@ -63,12 +63,12 @@ def test_parameters_cells_survive_clean(root):
 
 
 def _ruff(root: Path, *args) -> subprocess.CompletedProcess:
-    "`ruff` (a dev dependency; settings in pyproject.toml) on the notebooks, tests and docs/."
+    "`ruff` (a dev dependency; settings in pyproject.toml) on nbs, tests, docs and benchmarks."
     exe = _bin("ruff")
     assert Path(exe).exists(), (
         "ruff is not installed: run `make install` (it is in the dev dependencies)"
     )
-    cmd = [exe, *args, "--no-cache", "nbs", "tests", "docs"]
+    cmd = [exe, *args, "--no-cache", "nbs", "tests", "docs", "benchmarks"]
     return subprocess.run(cmd, cwd=root, capture_output=True, text=True)
 
 
@@ -78,7 +78,7 @@ def test_ruff_format_leaves_no_diff(root):
     changed = sorted({ln.split(":")[0] for ln in r.stdout.splitlines() if "unformatted" in ln})
     assert r.returncode == 0, (
         f"ruff format would change {changed or r.stderr.strip()}: run `ruff format nbs tests "
-        "docs`, then nbdev-export and nbdev-clean"
+        "docs benchmarks`, then nbdev-export and nbdev-clean"
     )
 
 
