@@ -37,7 +37,7 @@ def run(size: str, dev) -> list[dict]:
             dev,
             "rounds",
             per_second(rounds, dev) * ROUNDS,
-            how=f"plain only (no optimised path yet); {cfg.seeds} environments, retraining "
+            how=f"plain only (no optimised path yet); {cfg.seeds} environment(s), retraining "
             f"every {cfg.retrain_every} rounds with {cfg.steps} Adam steps",
             environments=cfg.seeds,
         )

@@ -12,8 +12,13 @@ from compendium.pied.problems import PiedConfig
 from harness import max_diff, per_second, row, seconds, side_by_side
 
 STEPS = 50  # steps per timed call
-CHECK = 200  # steps of the equivalence check (as notebook 02's)
-TOL = 1e-3  # largest parameter (or beta) difference the check accepts
+# The check: every member's forward loss over the first CHECK steps, the largest difference relative
+# to the largest loss. Rounding differs between the paths and training amplifies it (at the paper
+# size parameters differ by ~0.05 after 200 steps and losses by ~1e-2 after 100: the runs diverge
+# the way two seeds of one float do), so the check stops early, where rounding leaves ~1e-5 and an
+# algorithmic change (a wrong step size, a missing term) leaves far more.
+CHECK = 20
+TOL = 1e-4
 
 
 def stack_size(cfg) -> int:
@@ -40,8 +45,11 @@ def _train_rows(cfg, dev, size, name, B, inverse: bool) -> dict:
     compile_s, _ = seconds(lambda: run(STEPS, True), dev)  # the first call compiles
     plain, fast = side_by_side(lambda: run(STEPS, False), lambda: run(STEPS, True), dev)
     plain, fast = plain * STEPS, fast * STEPS
-    a, b = run(CHECK, False), run(CHECK, True)
-    diff = max_diff(a[1], b[1]) if inverse else max_diff(a[0], b[0])
+    a, b = (
+        train(p0, beta, cfg, CHECK, compile=c, **{**kw, "log_pde": True})[2][..., 0]
+        for c in (False, True)
+    )
+    diff = max_diff(a, b) / float(a.abs().max())
     return row(
         name,
         size,
@@ -51,8 +59,8 @@ def _train_rows(cfg, dev, size, name, B, inverse: bool) -> dict:
         fast,
         diff,
         TOL,
-        how=f"eager vs torch.compile of the step; check: {'beta' if inverse else 'parameters'} "
-        f"after {CHECK} steps",
+        how="eager vs torch.compile of the step; check: every member's loss over the first "
+        f"{CHECK} steps (relative)",
         members=B,
         compile_s=round(compile_s, 1),
     )

@@ -27,6 +27,7 @@ def test_check_catches_a_wrong_fast_path(root, monkeypatch):
     from compendium.pied import pied
     from compendium.pied.problems import PiedConfig
 
+    monkeypatch.setattr(harness, "QUICK", True)  # the check needs no timing
     plain = pied.fused_step
     monkeypatch.setattr(pied, "fused_step", lambda loss_fn, lr: plain(loss_fn, 2 * lr))
     cfg = PiedConfig.for_scale("ci")
