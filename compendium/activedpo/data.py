@@ -67,7 +67,8 @@ class ActiveDPOConfig(ScaledConfig):
     proj_dim: int = 256  # random projection of the LoRA gradients
     lam: float = 1.0  # lambda: V = lambda I + sum g g^T
     aplp_prompts: int = 2  # APLP keeps the aplp_prompts * B highest-entropy prompts
-    methods: tuple[str, ...] = ("ActiveDPO", "Random", "APO-linear", "APLP")
+    # trained: the paper's baselines, and random among distinct pairs (the informative baseline)
+    methods: tuple[str, ...] = ("ActiveDPO", "Random", "APO-linear", "APLP", "Random-distinct")
     selectors: tuple[str, ...] = (
         "ActiveDPO",
         "ActiveDPO-noV",

@@ -108,7 +108,9 @@ def sft_policy(cfg: ActiveDPOConfig, seed: int, root=None, progress: bool = Fals
 def diagnose(pool: pd.DataFrame, y1, y2, picks: dict, cfg: ActiveDPOConfig) -> pd.DataFrame:
     """Evaluation labels of each selector's batch (never shown to a selector): the share of
     informative pairs ($|r^*(y_1) - r^*(y_2)| >$ `cfg.informative_gap`), the distinct clusters, the
-    share of pairs whose responses differ, the share from the planted easy clusters."""
+    share of pairs whose responses differ, the share from the planted easy clusters, the mean
+    prompt length."""
+    n = pool.prompt.str.len().to_numpy()
     gap = np.abs(rewards(pool.prompt, y1, cfg) - rewards(pool.prompt, y2, cfg))
     differ = np.array([a != b for a, b in zip(y1, y2)])
     rows = [
@@ -119,6 +121,7 @@ def diagnose(pool: pd.DataFrame, y1, y2, picks: dict, cfg: ActiveDPOConfig) -> p
             distinct=float(differ[i].mean()),
             easy=float(pool.easy.iloc[i].mean()),
             gap=float(gap[i].mean()),
+            length=float(n[i].mean()),
         )
         for s, i in picks.items()
     ]
@@ -129,6 +132,7 @@ def diagnose(pool: pd.DataFrame, y1, y2, picks: dict, cfg: ActiveDPOConfig) -> p
         distinct=float(differ.mean()),
         easy=float(pool.easy.mean()),
         gap=float(gap.mean()),
+        length=float(n.mean()),
     )
     return pd.DataFrame([*rows, base])
 
