@@ -249,7 +249,9 @@ def preference_table(lab: dict) -> pd.DataFrame:
     )
 
 # %% ../../nbs/activedpo/03_experiments.ipynb #9ec64fb3
-NOT_IN_KEY = ("scale", "seeds", "methods", "selectors", "pools", "diag_pools")
+# a run's numbers do not depend on which other runs the chain makes; they do depend on
+# `selectors` (every selector is diagnosed in every round) and on the fields of its own config
+NOT_IN_KEY = ("scale", "seeds", "methods", "pools", "diag_pools")
 
 
 def run_cache(cfg: ActiveDPOConfig, root=None) -> Cache:
@@ -295,7 +297,8 @@ def diagnose_fixed(cfg: ActiveDPOConfig, i: int, root=None) -> pd.DataFrame:
         )
         return diagnose(pool, y1, y2, picks, cfg).assign(pool_id=i, seed=s, sft_seed=s_sft)
 
-    return run_cache(cfg, root)(f"fixed-pool-{i}", run)
+    # the SFT seed depends on cfg.seeds, which is not in the key: it names the entry
+    return run_cache(cfg, root)(f"fixed-pool-{i}-sft{s_sft}", run)
 
 
 def plan(cfg: ActiveDPOConfig) -> list[dict]:
