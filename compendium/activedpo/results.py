@@ -21,12 +21,17 @@ def gains(curves: pd.DataFrame, rounds: int) -> pd.DataFrame:
 
 
 def paired_diff(g: pd.DataFrame, pool: str, a: str, b: str, seed: int = 0) -> dict:
-    """Gain of method `a` minus method `b` on each seed of `pool`: mean, standard deviation and a
-    paired bootstrap 95% interval (NaN with fewer than two seeds)."""
+    """Gain of method `a` minus method `b` on each seed of `pool`: mean, standard deviation, the
+    paired bootstrap 95% interval the claims use (BCa, `scipy.stats.bootstrap`) and, beside it, the
+    t interval and the p-values of the one-sample t test and the Wilcoxon signed-rank test (NaN
+    with fewer than two seeds)."""
     w = g[g.pool == pool].pivot(index="seed", columns="method", values="gain")
     d = (w[a] - w[b]).to_numpy()
-    lo = hi = np.nan
+    lo = hi = t_lo = t_hi = p_t = p_w = np.nan
     if len(d) > 1 and np.ptp(d) > 0:
+        t = stats.ttest_1samp(d, 0.0)
+        t_lo, t_hi = (float(x) for x in t.confidence_interval(0.95))
+        p_t, p_w = float(t.pvalue), float(stats.wilcoxon(d).pvalue)
         ci = stats.bootstrap(
             (d,),
             np.mean,
@@ -36,7 +41,19 @@ def paired_diff(g: pd.DataFrame, pool: str, a: str, b: str, seed: int = 0) -> di
         ).confidence_interval
         lo, hi = float(ci.low), float(ci.high)
     sd = float(d.std(ddof=1)) if len(d) > 1 else np.nan
-    return dict(mean=float(d.mean()), sd=sd, lo=lo, hi=hi, n=len(d), per_seed=d.round(4).tolist())
+    return dict(
+        mean=float(d.mean()),
+        sd=sd,
+        lo=lo,
+        hi=hi,
+        t_lo=t_lo,
+        t_hi=t_hi,
+        p_t=p_t,
+        p_wilcoxon=p_w,
+        positive=int((d > 0).sum()),
+        n=len(d),
+        per_seed=d.round(4).tolist(),
+    )
 
 
 def labels_to_reach(curves: pd.DataFrame, pool: str, method: str, level: float) -> float:
@@ -44,7 +61,9 @@ def labels_to_reach(curves: pd.DataFrame, pool: str, method: str, level: float) 
     `level`; inf when it does not within the budget."""
     c = curves[(curves.pool == pool) & (curves.method == method)].groupby("labels").reward.mean()
     x, y = c.index.to_numpy(float), c.to_numpy()
+    if y[0] >= level:
+        return float(x[0])
     for i in range(1, len(y)):
-        if y[i] >= level:
+        if y[i] >= level:  # the first crossing: y[i - 1] < level <= y[i]
             return float(x[i - 1] + (level - y[i - 1]) / (y[i] - y[i - 1]) * (x[i] - x[i - 1]))
-    return float("inf") if y[0] < level else 0.0
+    return float("inf")
