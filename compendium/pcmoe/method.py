@@ -19,7 +19,7 @@ from .data import PCMoEConfig, VOCAB, PAD, BOS, EOS
 # %% auto #0
 __all__ = ['mixtral_config', 'host_of', 'Expert', 'experts_of', 'Wire', 'Party', 'moe', 'by_host', 'forward', 'lm_loss',
            'collaborative', 'optimizers', 'step', 'schedule', 'evaluate', 'tensor_bytes', 'profiled_peak',
-           'step_memory']
+           'serve_memory', 'step_memory']
 
 # %% ../../nbs/pcmoe/02_pcmoe.ipynb #d167142e
 def mixtral_config(cfg: PCMoEConfig, dense: bool = False) -> MixtralConfig:
@@ -85,13 +85,20 @@ class Wire:
     seen: list = field(default_factory=list)
     tokens: torch.Tensor | None = None  # the flat token ids of the batch in flight
 
-    def send(self, src: int, dst: int, x: torch.Tensor, layer: int = -1, rows=None):
+    def send(self, src: int, dst: int, x: torch.Tensor, layer: int = -1, rows=None, expert=-1):
         if src == dst:
             return
         self.bytes[(src, dst)] = self.bytes.get((src, dst), 0) + x.numel() * x.element_size()
         if self.record and rows is not None:
             self.seen.append(
-                dict(host=dst, caller=src, layer=layer, h=x.detach().clone(), tok=self.tokens[rows])
+                dict(
+                    host=dst,
+                    caller=src,
+                    layer=layer,
+                    expert=expert,
+                    h=x.detach().clone(),
+                    tok=self.tokens[rows],
+                )
             )
 
     def total(self) -> int:
@@ -130,7 +137,7 @@ def moe(x, w, idx, pool_l, at, dest, wire: Wire, l: int, call=None):
         host = host_of(e, n)
         for src in torch.unique(at[rows]).tolist():
             sel = rows[at[rows] == src]
-            wire.send(src, host, x[sel], l, sel)
+            wire.send(src, host, x[sel], l, sel, e)
         for dst in torch.unique(dest[rows]).tolist():
             wire.send(host, dst, x[rows[dest[rows] == dst]])  # outputs: the inputs' shape
         out = call(l, e, x[rows]) if call else pool_l[e](x[rows])
@@ -368,6 +375,9 @@ def _step_fn(me: Party, keep, cfg, ids, n_parties: int):
         q for lay in keep for e in lay if e is not None for q in e.parameters()
     ]
     opt = torch.optim.Adam(params, lr=cfg.lr)
+    for p in params:  # every gradient and Adam moment exists, as after any step of a long run
+        p.grad = torch.zeros_like(p)
+    opt.step()
 
     def call(l, e, x):
         ex = keep[l][e]
@@ -376,7 +386,7 @@ def _step_fn(me: Party, keep, cfg, ids, n_parties: int):
         return _Wire.apply(x, torch.zeros_like(x))
 
     def run():
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad(set_to_none=False)
         logits, routers, _ = forward([me] * n_parties, keep, me.i, ids, "return", call=call)
         lm_loss(logits, ids, routers, cfg).backward()
         opt.step()
@@ -384,26 +394,47 @@ def _step_fn(me: Party, keep, cfg, ids, n_parties: int):
     return run, opt, params
 
 # %% ../../nbs/pcmoe/02_pcmoe.ipynb #0193f20b
+def serve_memory(base, cfg: PCMoEConfig, ids, host: int, caller: int) -> int:
+    """The peak bytes party `host` allocates serving party `caller`'s batch `ids`: its experts'
+    forward on every state it receives (kept until the backward pass, as distributed autograd keeps
+    them), then their backward (profiled)."""
+    parties, pool = collaborative(base, cfg.n_parties)
+    wire = Wire(cfg.n_parties, record=True)
+    with torch.no_grad():
+        forward(parties, pool, caller, ids, wire=wire)
+    got = [s for s in wire.seen if s["host"] == host]
+
+    def run():
+        outs = [pool[s["layer"]][s["expert"]](s["h"].requires_grad_()) for s in got]
+        if outs:
+            torch.stack([o.sum() for o in outs]).sum().backward()
+
+    return profiled_peak(run)
+
+
 def step_memory(base, cfg: PCMoEConfig, ids, party: int | None) -> dict:
-    """Measured memory of one training step of party `party` (None: the centralized model) on
-    batch `ids`: the persistent bytes it holds (parameters, gradients, Adam's two moments, counted
-    from the tensors after a first step) and the peak of what the step allocates on top
-    (profiled)."""
+    """Measured memory of party `party` (None: the centralized model) training on batches like
+    `ids`: the persistent bytes it holds (parameters, gradients, Adam's two moments: the tensors
+    themselves) and the peak a step allocates on top (profiled): its own step, or serving another
+    party's step as an expert host (the larger; the serving cost measured with party `party + 1`'s
+    routing of the same batch)."""
     me, keep = _holdings(base, cfg, party)
     n = 1 if party is None else cfg.n_parties
     if party is not None:
         me.i = party
     run, opt, params = _step_fn(me, keep, cfg, ids, n)
-    run()  # Adam's state exists after the first step
     state = [
         v for s in opt.state.values() for v in s.values() if torch.is_tensor(v) and v.numel() > 1
     ]
     static = tensor_bytes(params) + tensor_bytes([p.grad for p in params]) + tensor_bytes(state)
-    dyn = profiled_peak(run)
+    own = profiled_peak(run)
+    serve = 0 if party is None else serve_memory(base, cfg, ids, party, (party + 1) % n)
     return dict(
         party=-1 if party is None else party,
         params=tensor_bytes(params),
         static=static,
-        activations=dyn,
-        peak=static + dyn,
+        own_step=own,
+        serving=serve,
+        activations=max(own, serve),
+        peak=static + max(own, serve),
     )
