@@ -15,8 +15,8 @@ import torch
 from ..core.config import ScaledConfig, ConfigError
 
 # %% auto #0
-__all__ = ['PAPER_MISSING', 'TASKS', 'CODE', 'SPECIALS', 'CHARS', 'VOCAB', 'PAD', 'BOS', 'EOS', 'CHANCE', 'ROUTES', 'PCMoEConfig',
-           'stream', 'balanced', 'example', 'sequences', 'public_mix', 'task_mixtures', 'canary', 'private_split',
+__all__ = ['PAPER_MISSING', 'TASKS', 'CODE', 'SPECIALS', 'CHARS', 'VOCAB', 'PAD', 'BOS', 'EOS', 'ROUTES', 'PCMoEConfig', 'stream',
+           'balanced', 'example', 'sequences', 'chance', 'public_mix', 'task_mixtures', 'canary', 'private_split',
            'test_set', 'tokenize', 'detokenize']
 
 # %% ../../nbs/pcmoe/01_data.ipynb #d728c973
@@ -32,8 +32,6 @@ SPECIALS = ("<pad>", "<bos>", "<eos>")
 CHARS = "".join(CODE.values()) + "0123456789abcdefgh()=+?#yn"
 VOCAB = (*SPECIALS, *CHARS)
 PAD, BOS, EOS = 0, 1, 2
-# the answer any model scores by chance: 1 in 2 for yes/no tasks, 1 in 10 for one digit, ~0 else
-CHANCE = dict(copy=0.0, reverse=0.0, sort=0.0, add=0.0, parity=0.5, dyck=0.5, lookup=0.1)
 
 # %% ../../nbs/pcmoe/01_data.ipynb #de0da068
 @dataclass(frozen=True)
@@ -68,7 +66,9 @@ class PCMoEConfig(ScaledConfig):
     route: str = "return"  # where an expert's output goes: back to the caller, or on ("continue")
     routes: tuple[str, ...] = ("return", "continue")
     # ---- attacks
-    inverter_steps: int = 600
+    inverter_epochs: int = 30  # epochs of the host's inverter (an MLP per layer)
+    canary_prefix: int = 2  # digits of a canary the extraction attack is given
+    alpha_sweep: tuple[float, ...] = (0.1, 10.0)  # other alphas, PC-MoE and local-only, seed 0
     # ---- seeds
     seeds: int = 3
     presets: ClassVar[dict] = {
@@ -78,7 +78,8 @@ class PCMoEConfig(ScaledConfig):
             n_test=40,
             public_steps=60,
             steps=120,
-            inverter_steps=100,
+            inverter_epochs=10,
+            alpha_sweep=(),
             seeds=1,
         ),
     }
@@ -160,10 +161,10 @@ def example(task: str, rng: np.random.Generator, cfg: PCMoEConfig) -> tuple[str,
         a, b = (int(rng.integers(0, 100)) for _ in range(2))
         return f"{a}+{b}", str(a + b)
     if task == "parity":
-        x = "".join(rng.choice(["0", "1"], size=rng.integers(lo, hi + 1)))
+        x = "".join(rng.choice(["0", "1"], size=rng.integers(lo + 3, hi + 7)))
         return x, str(x.count("1") % 2)
     if task == "dyck":
-        x = _dyck(rng, 2 * int(rng.integers(lo, hi + 1)) // 2 * 2)
+        x = _dyck(rng, 2 * int(rng.integers(lo + 1, hi + 3)))
         return x, "y" if balanced(x) else "n"
     if task == "lookup":
         k = int(rng.integers(3, 5))
@@ -181,6 +182,15 @@ def sequences(tasks, rng: np.random.Generator, cfg: PCMoEConfig) -> pd.DataFrame
         q, a = example(t, rng, cfg)
         rows.append(dict(task=t, text=CODE[t] + q + "=", answer=a))
     return pd.DataFrame(rows)
+
+
+def chance(test: pd.DataFrame) -> dict:
+    """Per task, the score of a model that learned nothing but the most frequent answer: the share
+    of the test set's most common answer (near 0 where answers vary, about 1/2 for the yes/no tasks,
+    more where held-out balanced bracket strings are rarer)."""
+    return {
+        t: float(g.answer.value_counts(normalize=True).iloc[0]) for t, g in test.groupby("task")
+    }
 
 # %% ../../nbs/pcmoe/01_data.ipynb #3bd5fa13
 def public_mix(cfg: PCMoEConfig, seed: int) -> pd.DataFrame:
@@ -213,9 +223,27 @@ def private_split(cfg: PCMoEConfig, seed: int, party: int) -> pd.DataFrame:
 
 # %% ../../nbs/pcmoe/01_data.ipynb #0fb60b33
 def test_set(cfg: PCMoEConfig, seed: int) -> pd.DataFrame:
-    "The union held-out set: `n_test` fresh sequences per task (none in any training split)."
-    rng = stream(seed, "test")
-    return sequences(np.repeat(TASKS, cfg.n_test), rng, cfg)
+    """The union held-out set: `n_test` distinct sequences per task, none of which occurs in the
+    public mix or in any party's split (drawn until each task has its share)."""
+    seen = set()
+    for d in [public_mix(cfg, seed), *(private_split(cfg, seed, i) for i in range(cfg.n_parties))]:
+        seen |= set(d.text + d.answer)
+    rng, rows = stream(seed, "test"), []
+    for t in TASKS:
+        got, tries = 0, 0
+        while got < cfg.n_test:
+            q, a = example(t, rng, cfg)
+            s, tries = CODE[t] + q + "=", tries + 1
+            if s + a not in seen:
+                seen.add(s + a)
+                rows.append(dict(task=t, text=s, answer=a))
+                got += 1
+            elif tries > 100 * cfg.n_test:
+                raise ConfigError(
+                    f"PCMoEConfig: cannot draw {cfg.n_test} {t} sequences that no training split "
+                    "holds; lower n_test or raise max_len"
+                )
+    return pd.DataFrame(rows)
 
 # %% ../../nbs/pcmoe/01_data.ipynb #b05b8d79
 def tokenize(texts, answers=None, seq_len: int | None = None):

@@ -35,10 +35,14 @@ def _name(r: int) -> str:
     return f"party{r}"
 
 # %% ../../nbs/pcmoe/04_distributed.ipynb #6f373463
-def serve_expert(l: int, e: int, x: torch.Tensor) -> torch.Tensor:
-    "Runs on the expert's host, called by another party over RPC: the expert on the states it was"
-    "sent."
-    return _HERE["pool"][l][e](x)
+def serve_expert(caller: int, l: int, e: int, x: torch.Tensor) -> torch.Tensor:
+    """Runs on the expert's host, called by party `caller` over RPC: the expert on the states it was
+    sent. The host counts the bytes it receives and returns, as the wire's own count to check."""
+    y = _HERE["pool"][l][e](x)
+    got, me = _HERE["counted"], _HERE["rank"]
+    got[(caller, me)] = got.get((caller, me), 0) + x.numel() * x.element_size()
+    got[(me, caller)] = got.get((me, caller), 0) + y.numel() * y.element_size()
+    return y
 
 # %% ../../nbs/pcmoe/04_distributed.ipynb #0d8a50ca
 def step_hosted(context_id: int):
@@ -47,7 +51,9 @@ def step_hosted(context_id: int):
     hosts, and it steps their optimiser."""
     try:
         grads = dist_autograd.get_gradients(context_id)
-    except RuntimeError:  # no token of this step reached this host
+    except RuntimeError as e:  # no token of this step reached this host: no context here
+        if "Could not find autograd context" not in str(e):
+            raise
         return
     _apply(_HERE["expert_opt"], grads)
 
@@ -64,7 +70,7 @@ def _call(rank: int):
         h = host_of(e, _HERE["n"])
         if h == rank:
             return _HERE["pool"][l][e](x)
-        return rpc.rpc_sync(_name(h), serve_expert, args=(l, e, x))
+        return rpc.rpc_sync(_name(h), serve_expert, args=(rank, l, e, x))
 
     return call
 
@@ -83,7 +89,8 @@ def party_process(
 ):
     """One party's process: gloo group for barriers, RPC + distributed autograd for expert calls.
     It loads the common checkpoint with `from_pretrained`, keeps its backbone and the experts it
-    hosts, and trains in the same randomised round robin as the single-process mode."""
+    hosts (the checkpoint's other expert tensors are dropped), and trains in the same randomised
+    round robin as the single-process mode."""
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     td = datetime.timedelta(seconds=timeout)
@@ -93,14 +100,14 @@ def party_process(
     )
     rpc.init_rpc(_name(rank), rank=rank, world_size=world, rpc_backend_options=opts)
     base = MixtralForCausalLM.from_pretrained(ckpt)
-    me = Party(rank, base)
-    for lay in me.layers:
-        lay.mlp.experts.requires_grad_(False)
     pool = [
         [ex if host_of(e, world) == rank else None for e, ex in enumerate(lay)]
         for lay in experts_of(base)
     ]
-    _HERE.update(n=world, pool=pool)
+    me = Party(rank, base)
+    for lay in me.layers:  # the checkpoint's expert tensors: gone, the party keeps only its own
+        lay.mlp.experts = torch.nn.Module()
+    _HERE.update(n=world, pool=pool, rank=rank, counted={})
     hosted = [q for lay in pool for ex in lay if ex is not None for q in ex.parameters()]
     _HERE["expert_opt"] = torch.optim.Adam(hosted, lr=cfg.lr)
     back_opt = torch.optim.Adam(me.backbone_parameters(), lr=cfg.lr)
@@ -129,7 +136,8 @@ def party_process(
         dist.barrier()
     wall = time.time() - t0
     torch.save(
-        dict(losses=losses, bytes=wire.bytes, wall_s=wall), os.path.join(out, f"party{rank}.pt")
+        dict(losses=losses, bytes=wire.bytes, counted=_HERE["counted"], wall_s=wall),
+        os.path.join(out, f"party{rank}.pt"),
     )
     rpc.shutdown()
     dist.destroy_process_group()
@@ -141,17 +149,19 @@ def run_parties(
     seed: int,
     steps: int,
     out: str,
-    port: int = 29611,
+    port: int | None = None,
     timeout: float = 120.0,
     fail=None,
 ) -> dict:
     """Train `steps` steps of PC-MoE with one OS process per party (spawned); a process that dies
     raises here with its traceback (the others are stopped), and every collective and RPC times out
-    after `timeout` seconds instead of hanging. Returns the losses by step, bytes sent by (sender,
-    receiver) in the forward pass, and the wall time."""
+    after `timeout` seconds instead of hanging. Returns the losses by step, the bytes sent by
+    (sender, receiver) in the forward pass as the callers' wires count them and as the hosts count
+    them, and the wall time. `port` (and `port + 1`): free ones when not given."""
     import compendium.pcmoe.distributed as D  # the spawned processes import the exported module
 
     os.makedirs(out, exist_ok=True)
+    port = port or _free_port()
     try:
         mp.spawn(
             D.party_process,
@@ -166,10 +176,34 @@ def run_parties(
         raise PartyFailed(f"a party process died, the run stopped: {e}") from None
     got = [torch.load(os.path.join(out, f"party{r}.pt")) for r in range(cfg.n_parties)]
     losses = {s: l for g in got for s, l in g["losses"].items()}
-    bytes_ = {}
-    for g in got:
-        for k, v in g["bytes"].items():
-            bytes_[k] = bytes_.get(k, 0) + v
+
+    def total(key):
+        out = {}
+        for g in got:
+            for k, v in g[key].items():
+                out[k] = out.get(k, 0) + v
+        return out
+
     return dict(
-        losses=[losses[s] for s in range(steps)], bytes=bytes_, wall_s=max(g["wall_s"] for g in got)
+        losses=[losses[s] for s in range(steps)],
+        bytes=total("bytes"),
+        counted=total("counted"),
+        wall_s=max(g["wall_s"] for g in got),
     )
+
+
+def _free_port() -> int:
+    "A port p with p + 1 also free on 127.0.0.1 (gloo's store and the RPC agent)."
+    import socket
+
+    for _ in range(50):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            p = a.getsockname()[1]
+            try:
+                with socket.socket() as b:
+                    b.bind(("127.0.0.1", p + 1))
+                return p
+            except OSError:
+                continue
+    raise PartyFailed("no two free neighbouring ports on 127.0.0.1")

@@ -7,6 +7,7 @@ Docs: https://compendium-dev.github.io/compendium/pcmoe/experiments.html.md"""
 # %% ../../nbs/pcmoe/03_experiments.ipynb #519f4ea2
 from __future__ import annotations
 import copy
+import dataclasses
 import time
 import numpy as np
 import pandas as pd
@@ -18,8 +19,8 @@ from ..core.cache import Cache, cache_log, cache_summary
 from ..core.text import batch_rows
 from compendium.pcmoe.data import (
     PAD,
+    VOCAB,
     PCMoEConfig,
-    detokenize,
     private_split,
     public_mix,
     test_set,
@@ -31,6 +32,7 @@ from compendium.pcmoe.method import (
     evaluate,
     forward,
     host_of,
+    lm_loss,
     mixtral_config,
     optimizers,
     schedule,
@@ -41,8 +43,8 @@ from compendium.pcmoe.method import (
 # %% auto #0
 __all__ = ['PUBLIC_FIELDS', 'METHODS', 'public_model', 'run_cache', 'public_checkpoint', 'load_public', 'party_data',
            'curve_point', 'run_collab', 'run_central', 'shard_model', 'run_local', 'average_', 'run_fedavg',
-           'extract_canaries', 'secrets_of', 'fedavg_attack', 'states', 'train_inverter', 'host_attack', 'run_method',
-           'run_one', 'methods', 'memory_table']
+           'extract_canaries', 'secrets_of', 'fedavg_attack', 'gradient_tokens', 'pcmoe_canary_attack', 'states',
+           'train_inverter', 'host_attack', 'run_method', 'run_one', 'methods', 'memory_table', 'alpha_sweep']
 
 # %% ../../nbs/pcmoe/03_experiments.ipynb #3789084b
 def public_model(cfg, seed, dense=False, progress=False):
@@ -67,6 +69,7 @@ def public_model(cfg, seed, dense=False, progress=False):
 # the fields the public checkpoint depends on
 PUBLIC_FIELDS = (
     "n_public",
+    "canary_len",
     "min_len",
     "max_len",
     "d_model",
@@ -84,10 +87,12 @@ PUBLIC_FIELDS = (
 
 
 def run_cache(cfg: PCMoEConfig, fields=None, root=None) -> Cache:
-    "The chain's cache: keyed by the fields a result depends on (all but"
-    "`scale`/`seeds`/`routes`, or `fields`) and the code."
+    """The chain's cache: keyed by the fields a result depends on (all but
+    `scale`/`seeds`/`routes`/`alpha_sweep`, or `fields`) and the code."""
     ignore = (
-        [f for f in cfg.to_dict() if f not in fields] if fields else ["scale", "seeds", "routes"]
+        [f for f in cfg.to_dict() if f not in fields]
+        if fields
+        else ["scale", "seeds", "routes", "alpha_sweep"]
     )
     return Cache.for_chain(
         "pcmoe", cfg, modules="compendium.pcmoe.experiments", ignore=ignore, root=root
@@ -174,9 +179,11 @@ def shard_model(base, cfg, party):
     return m
 
 # %% ../../nbs/pcmoe/03_experiments.ipynb #82df19f6
-def run_local(cfg, seed, base, eval_every=100, progress=False):
-    "Each party alone on its own data, with what it can hold (its m/n experts), the steps it"
-    "takes in PC-MoE."
+def run_local(cfg, seed, base, full: bool = False, progress=False):
+    """Each party alone on its own data for the `steps / n` steps it takes in PC-MoE: with what it
+    can hold (its backbone and its m/n experts, the gate cut to them: `Local-only`), or, ignoring
+    the memory limit, with the whole model (`Local-full`)."""
+    name = "Local-full" if full else "Local-only"
     data = party_data(cfg, seed)
     te = test_set(cfg, seed)
     tid, tam = tokenize(te.text, te.answer, cfg.seq_len)
@@ -184,15 +191,17 @@ def run_local(cfg, seed, base, eval_every=100, progress=False):
     curves, accs = [], []
     for i in range(cfg.n_parties):
         ids = tokenize(data[i].text, data[i].answer, cfg.seq_len)[0]
-        P, pool = collaborative(shard_model(base, cfg, i), 1)
+        P, pool = collaborative(base if full else shard_model(base, cfg, i), 1)
         opts = optimizers(P, pool, cfg.lr)
-        for s in tqdm(range(n_steps), desc=f"local {i}", disable=not progress):
+        ex, nll = evaluate(P, pool, 0, tid, tam, cfg)
+        curves.append(dict(method=name, step=0, party=i, val_loss=nll, exact=float(ex.mean())))
+        for s in tqdm(range(n_steps), desc=f"{name} {i}", disable=not progress):
             step(P, pool, opts, 0, ids[batch_rows(len(ids), s, cfg.batch, seed + 7 * i)], cfg)
         ex, nll = evaluate(P, pool, 0, tid, tam, cfg)
         curves.append(
-            dict(method="Local-only", step=n_steps, party=i, val_loss=nll, exact=float(ex.mean()))
+            dict(method=name, step=n_steps, party=i, val_loss=nll, exact=float(ex.mean()))
         )
-        accs.append(te.assign(exact=ex, party=i, method="Local-only"))
+        accs.append(te.assign(exact=ex, party=i, method=name))
     return dict(curve=pd.DataFrame(curves), acc=pd.concat(accs))
 
 # %% ../../nbs/pcmoe/03_experiments.ipynb #29ed325c
@@ -212,8 +221,8 @@ def average_(models):
 
 # %% ../../nbs/pcmoe/03_experiments.ipynb #ec80b9a0
 def run_fedavg(cfg, seed, base, eval_every=100, progress=False):
-    "FedAvg: a full model per party, `fedavg_local` local steps, then the server averages; same"
-    "total party steps."
+    """FedAvg: a full model per party, `fedavg_local` local steps, then the server averages; same
+    total party steps."""
     data = party_data(cfg, seed)
     toks = [tokenize(d.text, d.answer, cfg.seq_len)[0] for d in data]
     te = test_set(cfg, seed)
@@ -245,28 +254,28 @@ def run_fedavg(cfg, seed, base, eval_every=100, progress=False):
 
 # %% ../../nbs/pcmoe/03_experiments.ipynb #8f066821
 @torch.no_grad()
-def extract_canaries(P, pool, owner, secrets, cfg):
-    "Greedy decoding from '#' with a model: which secrets come out whole, and the share of digits"
-    "right."
-    ids = tokenize(["#"] * len(secrets), seq_len=None)[0][:, :2]  # <bos> #
-    for _ in range(cfg.canary_len):
-        logits = forward(P, pool, owner, ids)[0]
-        ids = torch.cat([ids, logits[:, -1].argmax(-1, keepdim=True)], 1)
-    got = [detokenize(r.tolist()) for r in ids]
-    digits = np.mean(
-        [np.mean([a == b for a, b in zip(g[1:], s[1:])]) for g, s in zip(got, secrets)]
-    )
-    return float(np.mean([g == s for g, s in zip(got, secrets)])), float(digits)
+def extract_canaries(P, pool, owner, secrets, cfg: PCMoEConfig) -> tuple[float, float]:
+    """Greedy decoding of each secret's digits after its first `canary_prefix` ones, with party
+    `owner`'s model: the share of secrets recovered whole and the share of digits right (a
+    non-digit token counts as wrong)."""
+    k = cfg.canary_prefix
+    ids = tokenize([s[: 1 + k] for s in secrets])[0][:, :-1]  # <bos> # d1..dk (no <eos>)
+    for _ in range(cfg.canary_len - k):
+        ids = torch.cat([ids, forward(P, pool, owner, ids)[0][:, -1].argmax(-1, keepdim=True)], 1)
+    got = [[VOCAB[i] for i in row[2 + k :].tolist()] for row in ids]
+    right = np.array([[a == b for a, b in zip(g, s[1 + k :])] for g, s in zip(got, secrets)])
+    return float(right.all(1).mean()), float(right.mean())
 
-# %% ../../nbs/pcmoe/03_experiments.ipynb #ae372c09
-def secrets_of(cfg, seed, party):
+
+def secrets_of(cfg: PCMoEConfig, seed: int, party: int) -> list[str]:
+    "Party `party`'s canaries."
     d = private_split(cfg, seed, party)
     return sorted(set(d[d.task == "canary"].text))
 
-# %% ../../nbs/pcmoe/03_experiments.ipynb #4e94c86e
-def fedavg_attack(models_local, model_global, cfg, seed):
-    """What FedAvg's server learns: it receives each party's model after its local steps (its
-    update) and decodes canaries from it; every party receives the average and can do the same."""
+
+def fedavg_attack(models_local, model_global, cfg: PCMoEConfig, seed: int) -> list[dict]:
+    """Canary extraction by FedAvg's server from each party's last update, and by any party from
+    the average."""
     rows = []
     for i in range(cfg.n_parties):
         sec = secrets_of(cfg, seed, i)
@@ -274,89 +283,171 @@ def fedavg_attack(models_local, model_global, cfg, seed):
             ("server (party's update)", models_local[i]),
             ("any party (average)", model_global),
         ):
-            ex, dig = extract_canaries(P, pool, 0, sec, cfg)
+            whole, digits = extract_canaries(P, pool, 0, sec, cfg)
             rows.append(
                 dict(
-                    attack="FedAvg canary extraction",
+                    attack="canary extraction",
+                    method="FedAvg",
                     seen_by=who,
                     party=i,
-                    recovered=ex,
-                    digits=dig,
+                    recovered=whole,
+                    digits=digits,
                 )
             )
     return rows
 
-# %% ../../nbs/pcmoe/03_experiments.ipynb #89549a3a
-def states(P, pool, owner, ids, cfg):
-    "Every token's expert input at every layer of party `owner`'s model (what an expert could"
-    "receive)."
+
+def gradient_tokens(model, cfg: PCMoEConfig, seed: int) -> list[dict]:
+    """FedSGD's leak: the tokens of one canary sequence read off the non-zero rows of the embedding
+    gradient of a full model (the FedAvg global model), F1 against the true token set, beside the
+    trivial guess of the whole vocabulary."""
+    from sklearn.metrics import f1_score
+
+    P, pool = model
+    emb = P[0].backbone.model.embed_tokens.weight
+    rows = []
+    for i in range(cfg.n_parties):
+        for s in secrets_of(cfg, seed, i):
+            ids = tokenize([s], seq_len=cfg.seq_len)[0]
+            P[0].backbone.zero_grad(set_to_none=True)
+            logits, routers, _ = forward(P, pool, 0, ids)
+            lm_loss(logits, ids, routers, cfg).backward()
+            got = (emb.grad.abs().sum(1) > 0).numpy()
+            true = np.isin(np.arange(len(VOCAB)), ids[ids != PAD].numpy())
+            rows.append(
+                dict(
+                    attack="tokens from a gradient",
+                    method="FedAvg",
+                    seen_by="server (FedSGD)",
+                    party=i,
+                    recovered=f1_score(true, got),
+                    trivial=f1_score(true, np.ones_like(true)),
+                )
+            )
+    return rows
+
+
+def pcmoe_canary_attack(P, pool, cfg: PCMoEConfig, seed: int) -> list[dict]:
+    """Canary extraction by every other party with its own PC-MoE model (its backbone, shared
+    experts)."""
+    rows = []
+    for i in range(cfg.n_parties):
+        sec = secrets_of(cfg, seed, i)
+        for j in range(cfg.n_parties):
+            if j != i:
+                whole, digits = extract_canaries(P, pool, j, sec, cfg)
+                rows.append(
+                    dict(
+                        attack="canary extraction",
+                        method="PC-MoE",
+                        seen_by="another party (own model)",
+                        party=i,
+                        host=j,
+                        recovered=whole,
+                        digits=digits,
+                    )
+                )
+    return rows
+
+
+def states(P, pool, owner, ids, route="return"):
+    """Every token's expert input at every layer of party `owner`'s model (what an expert could
+    receive)."""
     got = []
     with torch.no_grad():
-        forward(P, pool, owner, ids, tap=lambda l, x: got.append((l, x.clone())))
+        forward(P, pool, owner, ids, route, tap=lambda l, x: got.append((l, x.clone())))
     return got
 
-# %% ../../nbs/pcmoe/03_experiments.ipynb #2423ca69
-def train_inverter(P, pool, host, cfg, seed):
-    """The honest-but-curious host's inverter: on its own public data through its own backbone, a
-    classifier per layer from an expert input to the token it stands for (sklearn MLP)."""
+
+def train_inverter(P, pool, party: int, cfg: PCMoEConfig, seed: int):
+    """An inverter trained on the public mix through party `party`'s backbone: a classifier per
+    layer from an expert input to the token it stands for (sklearn MLP), on 80% of the public
+    sequences; returns the inverters, their token accuracy on the other 20% (the attacker's
+    competence), and the most frequent public token."""
     from sklearn.neural_network import MLPClassifier
 
     pub = public_mix(cfg, seed)
     ids = tokenize(pub.text, pub.answer, cfg.seq_len)[0]
-    tok = ids.reshape(-1)
-    keep = (tok != PAD).numpy()
-    inv = {}
-    for l, x in states(P, pool, host, ids, cfg):
+    tok = ids.reshape(-1).numpy()
+    keep = tok != PAD
+    fit = np.repeat(np.arange(len(ids)) < int(0.8 * len(ids)), ids.shape[1]) & keep
+    held = ~np.repeat(np.arange(len(ids)) < int(0.8 * len(ids)), ids.shape[1]) & keep
+    inv, hit = {}, []
+    for l, x in states(P, pool, party, ids):
+        x = x.numpy()
         clf = MLPClassifier(
-            hidden_layer_sizes=(128,), max_iter=cfg.inverter_steps // 10, random_state=seed
+            hidden_layer_sizes=(128,), max_iter=cfg.inverter_epochs, random_state=seed
         )
-        clf.fit(x.numpy()[keep], tok.numpy()[keep])
-        inv[l] = clf
-    majority = int(np.bincount(tok.numpy()[keep]).argmax())
-    return inv, majority
+        inv[l] = clf.fit(x[fit], tok[fit])
+        hit.append(clf.predict(x[held]) == tok[held])
+    return inv, float(np.concatenate(hit).mean()), int(np.bincount(tok[keep]).argmax())
 
-# %% ../../nbs/pcmoe/03_experiments.ipynb #8991e488
-def host_attack(P, pool, cfg, seed, n_seq: int = 256):
-    """PC-MoE's leak: each host inverts the hidden states it receives from the other parties'
-    batches (tokens arrive in the caller's order, with gaps where tokens went elsewhere): token
-    accuracy (= micro F1) against the guess of the host's most frequent public token."""
+
+def _invert(inv, seen: list, majority: int) -> tuple[float, float, int]:
+    "Micro F1 of `inv` on received states, of the majority guess, and the number of tokens."
+    from sklearn.metrics import f1_score
+
+    true, pred = [], []
+    for s in seen:
+        tok = s["tok"].numpy()
+        keep = tok != PAD
+        true.append(tok[keep])
+        pred.append(inv[s["layer"]].predict(s["h"].numpy()[keep]))
+    true, pred = np.concatenate(true), np.concatenate(pred)
+    maj = np.full_like(true, majority)
+    return f1_score(true, pred, average="micro"), f1_score(true, maj, average="micro"), len(true)
+
+
+def host_attack(
+    P, pool, cfg: PCMoEConfig, seed: int, route: str = "return", n_seq: int = 256
+) -> list[dict]:
+    """PC-MoE's leak: each host inverts the hidden states it receives from every other party's
+    batches (its inverter trained through its own backbone), beside the majority guess, the
+    inverter's competence on its own held-out public states, and the upper bound of an inverter
+    trained through the caller's backbone."""
+    own = {r: train_inverter(P, pool, r, cfg, seed) for r in range(cfg.n_parties)}
     rows = []
-    for r in range(cfg.n_parties):
-        inv, majority = train_inverter(P, pool, r, cfg, seed)
-        for i in range(cfg.n_parties):
-            if i == r:
+    for i in range(cfg.n_parties):
+        d = private_split(cfg, seed, i)
+        d = pd.concat(
+            [d[d.task != "canary"].head(n_seq), d[d.task == "canary"].drop_duplicates("text")]
+        )
+        ids = tokenize(d.text, d.answer, cfg.seq_len)[0]
+        wire = Wire(cfg.n_parties, record=True)
+        with torch.no_grad():
+            forward(P, pool, i, ids, route, wire=wire)
+        for r in range(cfg.n_parties):
+            seen = [s for s in wire.seen if s["host"] == r and s["caller"] != r]
+            if r == i or not seen:
                 continue
-            d = private_split(cfg, seed, i)
-            d = pd.concat(
-                [d[d.task != "canary"].head(n_seq), d[d.task == "canary"].drop_duplicates("text")]
-            )
-            ids = tokenize(d.text, d.answer, cfg.seq_len)[0]
-            wire = Wire(cfg.n_parties, record=True)
-            with torch.no_grad():
-                forward(P, pool, i, ids, wire=wire)
-            got = [s for s in wire.seen if s["host"] == r]
-            hit = tot = maj = 0
-            for s in got:
-                tok = s["tok"].numpy()
-                keep = tok != PAD
-                pred = inv[s["layer"]].predict(s["h"].numpy()[keep])
-                hit += int((pred == tok[keep]).sum())
-                maj += int((tok[keep] == majority).sum())
-                tot += int(keep.sum())
+            inv, competence, majority = own[r]
+            f1, f1_maj, n = _invert(inv, seen, majority)
             rows.append(
                 dict(
-                    attack="PC-MoE host inverter",
+                    attack="host inverter",
+                    method=f"PC-MoE ({route})",
                     host=r,
                     party=i,
-                    tokens=tot,
-                    recovered=hit / max(tot, 1),
-                    majority=maj / max(tot, 1),
+                    tokens=n,
+                    recovered=f1,
+                    majority=f1_maj,
+                    competence=competence,
+                    upper_bound=_invert(own[i][0], seen, majority)[0],
                 )
             )
     return rows
 
-# %% ../../nbs/pcmoe/03_experiments.ipynb #f666b70b
-METHODS = ("Public", "PC-MoE", "PC-MoE-continue", "Centralized", "Local-only", "FedAvg", "Dense")
+# %% ../../nbs/pcmoe/03_experiments.ipynb #4e94c86e
+METHODS = (
+    "Public",
+    "PC-MoE",
+    "PC-MoE-continue",
+    "Centralized",
+    "Local-only",
+    "Local-full",
+    "FedAvg",
+    "Dense",
+)
 
 
 def _acc(df: pd.DataFrame) -> pd.DataFrame:
@@ -365,10 +456,17 @@ def _acc(df: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def run_method(cfg: PCMoEConfig, method: str, seed: int, root=None, progress: bool = False) -> dict:
-    "One method's runs on seed `seed` (with its attack where it has one) as tables."
+def run_method(
+    cfg: PCMoEConfig,
+    method: str,
+    seed: int,
+    root=None,
+    progress: bool = False,
+    attacks: bool = True,
+) -> dict:
+    "One method's runs on seed `seed` (with its attacks where it has some) as tables."
     base = load_public(cfg, seed, dense=method == "Dense", root=root)
-    t0, extra = time.time(), {}
+    t0, attack, bytes_per_step = time.time(), [], 0.0
     if method == "Public":
         te = test_set(cfg, seed)
         P, pool = collaborative(base, 1)
@@ -383,35 +481,32 @@ def run_method(cfg: PCMoEConfig, method: str, seed: int, root=None, progress: bo
         route = "continue" if method.endswith("continue") else "return"
         r = run_collab(cfg, seed, base, route, progress=progress)
         r["curve"]["method"] = r["acc"]["method"] = method
-        extra["bytes_per_step"] = r["bytes"]
-        if route == "return":
-            extra["attack"] = pd.DataFrame(host_attack(r["P"], r["pool"], cfg, seed))
+        bytes_per_step = r["bytes"]
+        if attacks:
+            attack = host_attack(r["P"], r["pool"], cfg, seed, route)
+            if route == "return":
+                attack += pcmoe_canary_attack(r["P"], r["pool"], cfg, seed)
     elif method in ("Centralized", "Dense"):
         r = run_central(cfg, seed, base, name=method, progress=progress)
-    elif method == "Local-only":
-        r = run_local(cfg, seed, base, progress=progress)
+    elif method in ("Local-only", "Local-full"):
+        r = run_local(cfg, seed, base, full=method == "Local-full", progress=progress)
     elif method == "FedAvg":
         r = run_fedavg(cfg, seed, base, progress=progress)
-        extra["attack"] = pd.DataFrame(fedavg_attack(r["local"], r["models"][0], cfg, seed))
+        if attacks:
+            attack = fedavg_attack(r["local"], r["models"][0], cfg, seed)
+            attack += gradient_tokens(r["models"][0], cfg, seed)
     else:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
     meta = pd.DataFrame(
-        [
-            dict(
-                method=method,
-                seed=seed,
-                wall_s=time.time() - t0,
-                bytes_per_step=extra.pop("bytes_per_step", 0.0),
-            )
-        ]
+        [dict(method=method, seed=seed, wall_s=time.time() - t0, bytes_per_step=bytes_per_step)]
     )
     out = {
         "curve": r["curve"].assign(seed=seed),
         "acc": _acc(r["acc"]).assign(seed=seed),
         "meta": meta,
     }
-    if "attack" in extra:
-        out["attack"] = extra["attack"].assign(seed=seed)
+    if attack:
+        out["attack"] = pd.DataFrame(attack).assign(seed=seed)
     return out
 
 
@@ -423,8 +518,8 @@ def run_one(cfg: PCMoEConfig, method: str, seed: int, root=None, progress: bool 
 
 
 def methods(cfg: PCMoEConfig) -> list[str]:
-    "The methods this configuration runs: PC-MoE once per route in `cfg.routes`, and every"
-    "baseline."
+    """The methods this configuration runs: PC-MoE once per route in `cfg.routes`, and every
+    baseline."""
     return [
         m
         for m in METHODS
@@ -445,3 +540,19 @@ def memory_table(cfg: PCMoEConfig, seed: int, root=None) -> pd.DataFrame:
         return pd.DataFrame(rows).assign(seed=seed, batch=cfg.batch)
 
     return run_cache(cfg, root=root)(f"memory-s{seed}", run)
+
+
+def alpha_sweep(cfg: PCMoEConfig, seed: int, root=None) -> list[dict]:
+    """PC-MoE (signal returning) and each party alone at every `alpha` of `cfg.alpha_sweep`, on one
+    seed, without the attacks: how non-IID the parties may be."""
+    out = []
+    for a in cfg.alpha_sweep:
+        c = dataclasses.replace(cfg, alpha=a)
+        for m in ("PC-MoE", "Local-only"):
+            r = run_cache(c, root=root)(
+                f"sweep-{m}-s{seed}",
+                lambda: run_method(c, m, seed, root, attacks=False),
+                kind="tables",
+            )
+            out.append({k: v.assign(alpha=a) for k, v in r.items()})
+    return out

@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.profiler import profile, ProfilerActivity
+from torch.profiler._memory_profiler import MemoryProfileTimeline
 from transformers import MixtralConfig, MixtralForCausalLM
 from transformers.models.mixtral.modeling_mixtral import load_balancing_loss_func
 from .data import PCMoEConfig, VOCAB, PAD, BOS, EOS
@@ -119,8 +120,8 @@ class Party:
         return [p for n, p in self.backbone.named_parameters() if ".mlp.experts." not in n]
 
     def gate(self, l: int, x):
-        "$G_i$ at layer l: Mixtral's router (softmax, top-k, renormalised): (logits, weights,"
-        "experts)."
+        """$G_i$ at layer l: Mixtral's router (softmax, top-k, renormalised): (logits, weights,
+        experts)."""
         return self.layers[l].mlp.gate(x)
 
 # %% ../../nbs/pcmoe/02_pcmoe.ipynb #c181e618
@@ -133,6 +134,8 @@ def moe(x, w, idx, pool_l, at, dest, wire: Wire, l: int, call=None):
     y = torch.zeros_like(x)
     n = wire.n_parties
     for e in torch.unique(idx).tolist():
+        if e < 0:  # padding: no expert runs, nothing is sent
+            continue
         rows, slot = torch.where(idx == e)
         host = host_of(e, n)
         for src in torch.unique(at[rows]).tolist():
@@ -172,6 +175,7 @@ def forward(parties, pool, owner: int, ids, route: str = "return", wire=None, ca
     h = own.embed_tokens(ids)
     pe = own.rotary_emb(h, torch.arange(T)[None])
     at = torch.full((B * T,), owner)
+    real = ids.reshape(-1) != PAD  # padding after <eos> is never sent anywhere
     routers = []
     for l in range(len(own.layers)):
 
@@ -182,7 +186,7 @@ def forward(parties, pool, owner: int, ids, route: str = "return", wire=None, ca
             )[0]
 
         if route == "continue":
-            _send_context(wire, at, B, T, h.shape[-1], l)
+            _send_context(wire, at, real, B, T, h.shape[-1])
         h = h + by_host(attend, at, h.shape)
         flat = h.reshape(B * T, -1)
         xn = by_host(lambda r: parties[r].layers[l].post_attention_layernorm(flat), at, flat.shape)
@@ -191,12 +195,10 @@ def forward(parties, pool, owner: int, ids, route: str = "return", wire=None, ca
         gates = {r: parties[r].gate(l, xn) for r in torch.unique(at).tolist()}
         logits = by_host(lambda r: gates[r][0], at, (B * T, -1))
         w = by_host(lambda r: gates[r][1], at, (B * T, -1))
-        idx = by_host(lambda r: gates[r][2], at, (B * T, -1))
-        dest = (
-            at
-            if route == "return"
-            else torch.tensor([host_of(e, wire.n_parties) for e in idx[:, 0].tolist()])
-        )
+        idx = by_host(lambda r: gates[r][2], at, (B * T, -1)).masked_fill(~real[:, None], -1)
+        dest = at
+        if route == "continue":
+            dest = torch.where(real, torch.remainder(idx[:, 0], wire.n_parties), at)
         y = moe(xn, w, idx, pool[l], at, dest, wire, l, call)
         for src in torch.unique(at).tolist():  # the residual follows the signal
             for dst in torch.unique(dest[at == src]).tolist():
@@ -205,19 +207,20 @@ def forward(parties, pool, owner: int, ids, route: str = "return", wire=None, ca
         routers.append(logits)
         at = dest
     for src in torch.unique(at).tolist():  # back to the owner for the loss
-        wire.send(src, owner, h.reshape(B * T, -1)[at == src])
+        wire.send(src, owner, h.reshape(B * T, -1)[(at == src) & real])
     return parties[owner].backbone.lm_head(own.norm(h)), tuple(routers), wire
 
 # %% ../../nbs/pcmoe/02_pcmoe.ipynb #8e14fb55
-def _send_context(wire: Wire, at, B: int, T: int, d: int, l: int):
+def _send_context(wire: Wire, at, real, B: int, T: int, d: int):
     """When the signal continues on expert hosts, a party attending for its tokens needs the whole
     sequence's states: count the rows of a sequence each involved party does not hold."""
     a = at.reshape(B, T)
+    ok = real.reshape(B, T)
     for b in range(B):
-        hosts = torch.unique(a[b]).tolist()
+        hosts = torch.unique(a[b][ok[b]]).tolist()
         if len(hosts) > 1:
             for r in hosts:
-                missing = int((a[b] != r).sum())
+                missing = int(((a[b] != r) & ok[b]).sum())
                 key = (-1, r)
                 wire.bytes[key] = wire.bytes.get(key, 0) + missing * d * 4
 
@@ -245,7 +248,7 @@ def collaborative(model: MixtralForCausalLM, n_parties: int, loader=None):
             lay.mlp.experts.requires_grad_(False)
     return parties, experts_of(model)
 
-# %% ../../nbs/pcmoe/02_pcmoe.ipynb #c4d11da0
+# %% ../../nbs/pcmoe/02_pcmoe.ipynb #fe0b387e
 def optimizers(parties, pool, lr: float):
     """Who steps what: each party one Adam over its backbone and gates, and one over the experts
     it hosts (Adam skips a parameter that got no gradient in a step, e.g. an expert no token
@@ -264,12 +267,12 @@ def optimizers(parties, pool, lr: float):
     ]
     return back + [torch.optim.Adam(h, lr=lr) for h in hosted if h]
 
-# %% ../../nbs/pcmoe/02_pcmoe.ipynb #a9b24edf
+# %% ../../nbs/pcmoe/02_pcmoe.ipynb #9d248750
 def step(
     parties, pool, opts, owner: int, ids, cfg: PCMoEConfig, route="return", wire=None, call=None
 ):
-    "One training step on party `owner`'s batch: forward along the route, backward along it,"
-    "every holder steps."
+    """One training step on party `owner`'s batch: forward along the route, backward along it,
+    every holder steps."""
     for o in opts:
         o.zero_grad(set_to_none=True)
     logits, routers, wire = forward(parties, pool, owner, ids, route, wire, call)
@@ -279,39 +282,35 @@ def step(
         o.step()
     return loss.item()
 
-# %% ../../nbs/pcmoe/02_pcmoe.ipynb #fe0b387e
+# %% ../../nbs/pcmoe/02_pcmoe.ipynb #a60e283e
 def schedule(n_parties: int, steps: int, seed: int) -> list[int]:
-    "Randomised round robin: whose batch each step trains on (a fresh permutation of the parties"
-    "per round)."
+    """Randomised round robin: whose batch each step trains on (a fresh permutation of the parties
+    per round)."""
     g = torch.Generator().manual_seed(seed)
     order = []
     while len(order) < steps:
         order += torch.randperm(n_parties, generator=g).tolist()
     return order[:steps]
 
-# %% ../../nbs/pcmoe/02_pcmoe.ipynb #a60e283e
+# %% ../../nbs/pcmoe/02_pcmoe.ipynb #0dc777e2
 @torch.no_grad()
 def evaluate(
     parties, pool, owner: int, ids, am, cfg: PCMoEConfig, route="return", chunk: int = 256
 ):
-    """Party `owner`'s model on held-out sequences: validation loss (next-token cross-entropy, no
-    auxiliary term) and per-sequence exact match of the answer under teacher forcing with argmax,
-    which is exactly what greedy decoding scores (every answer token right given the right
-    prefix)."""
+    """Party `owner`'s model on held-out sequences: the validation loss (cross-entropy of the answer
+    tokens and `<eos>`: the question's digits are random, no model can predict them) and
+    per-sequence exact match of the answer under teacher forcing with argmax, which is exactly what
+    greedy decoding scores (every answer token right given the right prefix)."""
     exact, nll, n = [], 0.0, 0
     for s in range(0, len(ids), chunk):
-        x, m = ids[s : s + chunk], am[s : s + chunk]
-        logits = forward(parties, pool, owner, x, route)[0]
-        pred = logits[:, :-1].argmax(-1)
-        exact.append(((pred == x[:, 1:]) | ~m[:, 1:]).all(1))
-        tgt = x[:, 1:].reshape(-1)
-        nll += F.cross_entropy(
-            logits[:, :-1].reshape(-1, logits.shape[-1]), tgt, ignore_index=PAD, reduction="sum"
-        ).item()
-        n += int((tgt != PAD).sum())
+        x, m = ids[s : s + chunk], am[s : s + chunk, 1:]
+        logits = forward(parties, pool, owner, x, route)[0][:, :-1]
+        exact.append(((logits.argmax(-1) == x[:, 1:]) | ~m).all(1))
+        nll += F.cross_entropy(logits[m], x[:, 1:][m], reduction="sum").item()
+        n += int(m.sum())
     return torch.cat(exact).numpy(), nll / n
 
-# %% ../../nbs/pcmoe/02_pcmoe.ipynb #9db86f69
+# %% ../../nbs/pcmoe/02_pcmoe.ipynb #14b016d8
 def tensor_bytes(tensors) -> int:
     "Bytes of distinct storages among `tensors`."
     seen, n = set(), 0
@@ -324,38 +323,35 @@ def tensor_bytes(tensors) -> int:
             n += s.nbytes()
     return n
 
-# %% ../../nbs/pcmoe/02_pcmoe.ipynb #026b2f75
+# %% ../../nbs/pcmoe/02_pcmoe.ipynb #e533df09
 def profiled_peak(fn) -> int:
-    """The peak of bytes allocated while `fn()` runs, over what was allocated before: the
-    allocator events `torch.profiler` records on CPU (each op's allocations net of its frees, and
-    the frees between ops), summed in time order."""
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    """The peak of bytes allocated while `fn()` runs, over what was allocated before: every
+    allocation and free `torch.profiler` records on the CPU, replayed in time order by the
+    profiler's own memory timeline (the one `export_memory_timeline` writes)."""
+    with profile(
+        activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True
+    ) as prof:
         fn()
-    evs = sorted(prof.events(), key=lambda e: e.time_range.start)
-    cur = peak = 0
-    for e in evs:
-        cur += e.self_cpu_memory_usage
-        peak = max(peak, cur)
-    return peak
+    _, sizes = MemoryProfileTimeline(prof._memory_profile())._coalesce_timeline(torch.device("cpu"))
+    return int(max(sum(s) for s in sizes)) if sizes else 0
 
-# %% ../../nbs/pcmoe/02_pcmoe.ipynb #14b016d8
+# %% ../../nbs/pcmoe/02_pcmoe.ipynb #86fc655a
 class _Wire(torch.autograd.Function):
     """A remote expert as its caller's process sees it: the input leaves, an output of the same
     shape arrives; in the backward pass the output's gradient leaves and the input's gradient
     arrives."""
 
     @staticmethod
-    def forward(ctx, x, out):
-        return out.clone()
+    def forward(ctx, x):
+        return torch.empty_like(x)  # the buffer the expert's output arrives in
 
     @staticmethod
     def backward(ctx, g):
-        return torch.empty_like(g), None
+        return torch.empty_like(g)  # the buffer the input's gradient arrives in
 
-# %% ../../nbs/pcmoe/02_pcmoe.ipynb #e533df09
+# %% ../../nbs/pcmoe/02_pcmoe.ipynb #0193f20b
 def _holdings(base, cfg: PCMoEConfig, party: int | None):
-    "A party's backbone without expert tensors and the experts it hosts (`party=None`: every"
-    "expert)."
+    "A party's backbone without expert tensors and the experts it hosts (`party=None`: all)."
     bb = copy.deepcopy(base)
     pool = experts_of(base)
     for lay in bb.model.layers:
@@ -369,7 +365,7 @@ def _holdings(base, cfg: PCMoEConfig, party: int | None):
     ]
     return Party(party or 0, bb), keep
 
-# %% ../../nbs/pcmoe/02_pcmoe.ipynb #86fc655a
+# %% ../../nbs/pcmoe/02_pcmoe.ipynb #83a5635f
 def _step_fn(me: Party, keep, cfg, ids, n_parties: int):
     params = me.backbone_parameters() + [
         q for lay in keep for e in lay if e is not None for q in e.parameters()
@@ -383,7 +379,7 @@ def _step_fn(me: Party, keep, cfg, ids, n_parties: int):
         ex = keep[l][e]
         if ex is not None:
             return ex(x)
-        return _Wire.apply(x, torch.zeros_like(x))
+        return _Wire.apply(x)
 
     def run():
         opt.zero_grad(set_to_none=False)
@@ -393,11 +389,11 @@ def _step_fn(me: Party, keep, cfg, ids, n_parties: int):
 
     return run, opt, params
 
-# %% ../../nbs/pcmoe/02_pcmoe.ipynb #0193f20b
+# %% ../../nbs/pcmoe/02_pcmoe.ipynb #f6ad5a4a
 def serve_memory(base, cfg: PCMoEConfig, ids, host: int, caller: int) -> int:
-    """The peak bytes party `host` allocates serving party `caller`'s batch `ids`: its experts'
-    forward on every state it receives (kept until the backward pass, as distributed autograd keeps
-    them), then their backward (profiled)."""
+    """The peak bytes party `host` allocates serving party `caller`'s batch `ids`: the states it
+    receives, its experts' forward on them (kept until the backward pass, as distributed autograd
+    keeps them), then their backward (profiled)."""
     parties, pool = collaborative(base, cfg.n_parties)
     wire = Wire(cfg.n_parties, record=True)
     with torch.no_grad():
@@ -405,7 +401,7 @@ def serve_memory(base, cfg: PCMoEConfig, ids, host: int, caller: int) -> int:
     got = [s for s in wire.seen if s["host"] == host]
 
     def run():
-        outs = [pool[s["layer"]][s["expert"]](s["h"].requires_grad_()) for s in got]
+        outs = [pool[s["layer"]][s["expert"]](s["h"].clone().requires_grad_()) for s in got]
         if outs:
             torch.stack([o.sum() for o in outs]).sum().backward()
 
@@ -416,8 +412,8 @@ def step_memory(base, cfg: PCMoEConfig, ids, party: int | None) -> dict:
     """Measured memory of party `party` (None: the centralized model) training on batches like
     `ids`: the persistent bytes it holds (parameters, gradients, Adam's two moments: the tensors
     themselves) and the peak a step allocates on top (profiled): its own step, or serving another
-    party's step as an expert host (the larger; the serving cost measured with party `party + 1`'s
-    routing of the same batch)."""
+    party's step as an expert host, whichever is larger (serving measured for every other party
+    routing the same batch through the checkpoint's gates)."""
     me, keep = _holdings(base, cfg, party)
     n = 1 if party is None else cfg.n_parties
     if party is not None:
@@ -428,7 +424,8 @@ def step_memory(base, cfg: PCMoEConfig, ids, party: int | None) -> dict:
     ]
     static = tensor_bytes(params) + tensor_bytes([p.grad for p in params]) + tensor_bytes(state)
     own = profiled_peak(run)
-    serve = 0 if party is None else serve_memory(base, cfg, ids, party, (party + 1) % n)
+    others = [] if party is None else [c for c in range(n) if c != party]
+    serve = max([serve_memory(base, cfg, ids, party, c) for c in others], default=0)
     return dict(
         party=-1 if party is None else party,
         params=tensor_bytes(params),
