@@ -1,4 +1,4 @@
-"""Convergence and accuracy of PC-MoE against centralized training, each party alone and FedAvg; each party's measured memory; the reconstruction attacks; the claims checked over seeds, the verdict on the paper's headline, and the paper's numbers beside ours.
+"""Convergence and accuracy of PC-MoE against centralized training, each party alone and FedAvg; each party's measured memory; the reconstruction attacks; how non-IID the parties may be; the claims checked over seeds, the verdict on the paper's headline, and the paper's numbers beside ours.
 
 Docs: https://compendium-dev.github.io/compendium/pcmoe/results.html.md"""
 
@@ -8,17 +8,19 @@ Docs: https://compendium-dev.github.io/compendium/pcmoe/results.html.md"""
 from __future__ import annotations
 import numpy as np
 import pandas as pd
-from .data import CHANCE, TASKS
+from .data import TASKS
 
 # %% auto #0
-__all__ = ['counted_tasks', 'scores', 'steps_to']
+__all__ = ['counted_tasks', 'scores', 'steps_to', 'step_ratio']
 
 # %% ../../nbs/pcmoe/05_results.ipynb #3220bfbe
-def counted_tasks(acc: pd.DataFrame, margin: float = 0.10, ceiling: float = 0.95) -> list[str]:
+def counted_tasks(
+    acc: pd.DataFrame, chance: dict, margin: float = 0.10, ceiling: float = 0.95
+) -> list[str]:
     """The tasks on which the centralized model's mean exact match over seeds lies in
-    [chance + `margin`, `ceiling`]: those that can tell methods apart."""
+    [`chance` + `margin`, `ceiling`]: those that can tell methods apart."""
     c = acc[acc.method == "Centralized"].groupby("task").exact.mean()
-    return [t for t in TASKS if t in c.index and CHANCE[t] + margin <= c[t] <= ceiling]
+    return [t for t in TASKS if t in c.index and chance[t] + margin <= c[t] <= ceiling]
 
 
 def scores(acc: pd.DataFrame, tasks) -> pd.DataFrame:
@@ -38,3 +40,9 @@ def steps_to(curve: pd.DataFrame, level: float) -> float:
         if y[i] <= level:
             return float(x[i - 1] + (y[i - 1] - level) / (y[i - 1] - y[i]) * (x[i] - x[i - 1]))
     return float("inf")
+
+
+def step_ratio(s_method: float, s_reference: float) -> float:
+    """`s_method / s_reference`; inf when the reference is at the level from step 0 (the level says
+    nothing about convergence then) or the method never gets there."""
+    return s_method / s_reference if s_reference > 0 else float("inf")
