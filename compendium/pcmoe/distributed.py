@@ -7,6 +7,7 @@ Docs: https://compendium-dev.github.io/compendium/pcmoe/distributed.html.md"""
 # %% ../../nbs/pcmoe/04_distributed.ipynb #9840c1ac
 from __future__ import annotations
 import datetime
+import json
 import os
 import time
 import torch
@@ -21,7 +22,7 @@ from .data import PCMoEConfig, private_split, tokenize
 from .method import Party, Wire, experts_of, forward, host_of, lm_loss, schedule
 
 # %% auto #0
-__all__ = ['PartyFailed', 'serve_expert', 'step_hosted', 'party_process', 'run_parties']
+__all__ = ['PartyFailed', 'serve_expert', 'step_hosted', 'party_process', 'guarded_party', 'run_parties']
 
 # %% ../../nbs/pcmoe/04_distributed.ipynb #019405ca
 class PartyFailed(CompendiumError):
@@ -143,6 +144,30 @@ def party_process(
     dist.destroy_process_group()
 
 # %% ../../nbs/pcmoe/04_distributed.ipynb #8ff33379
+def guarded_party(
+    rank: int, world: int, cfg, ckpt, seed, steps, out: str, port, timeout, fail=None
+):
+    """The spawned target: `party_process`, and should it fail, the party's error with the time it
+    happened, written where `run_parties` reads it. When one party fails the others fail after it
+    (their collectives lose a peer), and `mp.spawn` reports whichever process it notices first, so
+    the earliest of these records names the cause."""
+    try:
+        party_process(rank, world, cfg, ckpt, seed, steps, out, port, timeout, fail)
+    except BaseException as e:
+        tmp = os.path.join(out, f".party{rank}.error")
+        with open(tmp, "w") as f:
+            json.dump(dict(t=time.time(), error=f"{type(e).__name__}: {e}"), f)
+        os.replace(tmp, os.path.join(out, f"party{rank}.error"))
+        raise
+
+
+def _first_error(out: str, world: int) -> str | None:
+    "The earliest error any party recorded in `out`, or None."
+    paths = [os.path.join(out, f"party{r}.error") for r in range(world)]
+    got = [json.load(open(p)) for p in paths if os.path.exists(p)]
+    return min(got, key=lambda g: g["t"])["error"] if got else None
+
+# %% ../../nbs/pcmoe/04_distributed.ipynb #71bb757b
 def run_parties(
     cfg: PCMoEConfig,
     ckpt: str,
@@ -161,19 +186,25 @@ def run_parties(
     import compendium.pcmoe.distributed as D  # the spawned processes import the exported module
 
     os.makedirs(out, exist_ok=True)
+    for r in range(cfg.n_parties):  # errors of an earlier run in the same folder
+        if os.path.exists(p := os.path.join(out, f"party{r}.error")):
+            os.remove(p)
     port = port or _free_port()
     try:
         mp.spawn(
-            D.party_process,
+            D.guarded_party,
             args=(cfg.n_parties, cfg, ckpt, seed, steps, out, port, timeout, fail),
             nprocs=cfg.n_parties,
             join=True,
         )
     except mp.ProcessRaisedException as e:
         last = [l for l in str(e).strip().splitlines() if l.strip()][-1]
-        raise PartyFailed(f"a party process failed, the run stopped: {last}") from None
+        first = _first_error(out, cfg.n_parties) or last
+        raise PartyFailed(f"a party process failed, the run stopped: {first}") from None
     except mp.ProcessExitedException as e:
-        raise PartyFailed(f"a party process died, the run stopped: {e}") from None
+        first = _first_error(out, cfg.n_parties)
+        why = f"{e}" + (f" (the first error: {first})" if first else "")
+        raise PartyFailed(f"a party process died, the run stopped: {why}") from None
     got = [torch.load(os.path.join(out, f"party{r}.pt")) for r in range(cfg.n_parties)]
     losses = {s: l for g in got for s, l in g["losses"].items()}
 
