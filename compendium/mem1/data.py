@@ -69,28 +69,28 @@ QUESTIONS = dict(
             "what colour is the flag of the city where {p} lives ?",
             "which flag colour has the city of {p} ?",
         ],
-        ["{p} lives in a city ; what colour is its flag ?"],
+        ["{p} lives in a city , what colour is its flag ?"],
     ),
     food=(
         [
             "what food is the city where {p} lives known for ?",
             "which food do people eat in the city of {p} ?",
         ],
-        ["{p} lives in a city ; what food is it known for ?"],
+        ["{p} lives in a city , what food is it known for ?"],
     ),
     sector=(
         [
             "what sector is the company where {p} works in ?",
             "which sector has the company of {p} ?",
         ],
-        ["{p} works for a company ; what sector is it in ?"],
+        ["{p} works for a company , what sector is it in ?"],
     ),
     animal=(
         [
             "what is the mascot of the company where {p} works ?",
             "which mascot has the company of {p} ?",
         ],
-        ["{p} works for a company ; what is its mascot ?"],
+        ["{p} works for a company , what is its mascot ?"],
     ),
 )
 
@@ -104,8 +104,11 @@ class MEM1Config(ScaledConfig):
     n_cities: int = 10
     n_orgs: int = 10
     top: int = 3  # passages per search
-    heldout: float = 0.5  # share of evaluated questions and passages phrased by held-out templates
     eval_ks: tuple[int, ...] = (1, 2, 4, 8, 16)  # objectives per evaluated task
+    probe_ks: tuple[int, ...] = (
+        1,
+        2,
+    )  # k of the probe on held-out phrasings (every question and passage)
     n_eval: int = 30  # evaluated tasks per k and seed
     # ---- agents
     d_model: int = 128
@@ -127,6 +130,7 @@ class MEM1Config(ScaledConfig):
     presets: ClassVar[dict] = {
         "ci": dict(
             eval_ks=(1, 2, 4),
+            probe_ks=(1,),
             n_eval=8,
             d_model=64,
             n_layers=2,
@@ -147,8 +151,8 @@ class MEM1Config(ScaledConfig):
             raise ConfigError(PAPER_MISSING)
         if not self.eval_ks or min(self.eval_ks) < 1 or max(self.eval_ks) > MAX_K:
             raise ConfigError(f"MEM1Config: eval_ks must lie in 1..{MAX_K}, got {self.eval_ks}")
-        if not 0 <= self.heldout <= 1:
-            raise ConfigError(f"MEM1Config: heldout is a share in [0, 1], got {self.heldout}")
+        if self.probe_ks and (min(self.probe_ks) < 1 or max(self.probe_ks) > MAX_K):
+            raise ConfigError(f"MEM1Config: probe_ks must lie in 1..{MAX_K}, got {self.probe_ks}")
         if self.n_people < MAX_K or self.n_cities < 2 or self.n_orgs < 2:
             raise ConfigError(
                 f"MEM1Config: need n_people >= {MAX_K} (distinct people per task) and at least two "

@@ -25,7 +25,7 @@ __all__ = ['TRAINED', 'AGENTS', 'EVAL_FIELDS', 'train_cache', 'eval_cache', 'tra
 # %% ../../nbs/mem1/03_experiments.ipynb #3789084b
 TRAINED = ("MEM1-SFT", "MEM1", "Full", "Full-large")
 AGENTS = ("MEM1", "MEM1-SFT", "Full", "Full-large", "Truncation", "MEM1-no-search")
-EVAL_FIELDS = ("heldout", "eval_ks", "n_eval")
+EVAL_FIELDS = ("eval_ks", "probe_ks", "n_eval")
 
 
 def train_cache(cfg: MEM1Config, root=None) -> Cache:
@@ -77,12 +77,11 @@ def trained(cfg: MEM1Config, name: str, seed: int, root=None, progress: bool = F
     )
 
 # %% ../../nbs/mem1/03_experiments.ipynb #223a2319
-def eval_tasks(cfg: MEM1Config, seed: int, k: int) -> list[Task]:
-    "The evaluated tasks of seed `seed` with `k` objectives (the same for every agent)."
-    rng = stream(seed, "eval", k)
-    return [
-        make_task(make_kb(cfg, rng, cfg.heldout), k, rng, cfg.heldout) for _ in range(cfg.n_eval)
-    ]
+def eval_tasks(cfg: MEM1Config, seed: int, k: int, heldout: float = 0.0) -> list[Task]:
+    """The evaluated tasks of seed `seed` with `k` objectives (the same for every agent); `heldout`:
+    the share of questions and passages phrased by held-out templates."""
+    rng = stream(seed, "eval", k, heldout)
+    return [make_task(make_kb(cfg, rng, heldout), k, rng, heldout) for _ in range(cfg.n_eval)]
 
 
 def rule_peak(tok, task: Task, seed: int) -> int:
@@ -105,8 +104,9 @@ def evaluate(
     model_name, mode = _agent(name)
     model, tok = load_model(trained(cfg, model_name, seed, root, progress))
     rows = []
-    for k in tqdm(cfg.eval_ks, desc=f"{name} s{seed}", disable=not progress):
-        tasks = eval_tasks(cfg, seed, k)
+    runs = [(k, "train") for k in cfg.eval_ks] + [(k, "held-out") for k in cfg.probe_ks]
+    for k, phrasing in tqdm(runs, desc=f"{name} s{seed}", disable=not progress):
+        tasks = eval_tasks(cfg, seed, k, 1.0 if phrasing == "held-out" else 0.0)
         budget = [rule_peak(tok, t, seed) for t in tasks]
         r = rollout(
             model,
@@ -123,6 +123,7 @@ def evaluate(
                 agent=name,
                 seed=seed,
                 k=k,
+                phrasing=phrasing,
                 episode=i,
                 em=r["em"][i],
                 peak=r["peak"][i],

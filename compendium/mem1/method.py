@@ -329,10 +329,9 @@ def sft(
 
     def batch(step):
         rng = stream(seed, "sft", mode, step)
+        k = int(rng.choice(ks))  # one k per batch: little padding when k reaches 16
         eps = [
-            scripted_episode(
-                tok, make_task(make_kb(cfg, rng), int(rng.choice(ks)), rng), rng, style
-            )
+            scripted_episode(tok, make_task(make_kb(cfg, rng), k, rng), rng, style)
             for _ in range(cfg.batch)
         ]
         trajs = [trajectory(p, ts, style) for p, ts in eps]
