@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['paired']
+__all__ = ['PAPER_16', 'paired']
 
 # %% ../../nbs/mem1/04_results.ipynb #55237050
 def paired(
@@ -35,3 +35,16 @@ def paired(
         boots.append(d[idx].mean())
     lo, hi = np.percentile(boots, [2.5, 97.5])
     return float(d.mean()), float(lo), float(hi)
+
+# %% ../../nbs/mem1/04_results.ipynb #f5b493f1
+PAPER_16 = pd.DataFrame(
+    [
+        dict(source="paper (unverified)", agent="MEM1-7B", em=1.97, peak_tokens=1040.0),
+        dict(
+            source="paper (unverified)",
+            agent="Qwen2.5-14B-Instruct (full context)",
+            em=0.567,
+            peak_tokens=3840.0,
+        ),
+    ]
+)
