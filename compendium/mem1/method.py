@@ -19,8 +19,8 @@ from .data import MEM1Config, Task, em_count, info_text, make_kb, make_task, scr
 from .data import stream
 
 # %% auto #0
-__all__ = ['MODES', 'agent_lm', 'ids', 'Contexts', 'generate', 'parse', 'rollout', 'turn_contexts', 'fresh_logps', 'trajectory',
-           'collate_trajectories', 'token_logps', 'pg_loss', 'scripted_episode', 'sft', 'rl']
+__all__ = ['MODES', 'agent_lm', 'ids', 'Contexts', 'generate', 'parse', 'max_new', 'rollout', 'turn_contexts', 'fresh_logps',
+           'trajectory', 'collate_trajectories', 'token_logps', 'pg_loss', 'scripted_episode', 'sft', 'rl']
 
 # %% ../../nbs/mem1/02_mem1.ipynb #4cae3756
 def agent_lm(tok, cfg: MEM1Config, d_model: int | None = None, seed: int = 0) -> LlamaForCausalLM:
@@ -125,6 +125,13 @@ def parse(text: str) -> tuple[str, str]:
     return "invalid", ""
 
 
+def max_new(k: int) -> int:
+    """Tokens a turn may generate at `k` objectives: the longest scripted turn, the last one in
+    MEM1's format (a state of k entries, 3k + 1 tokens, and an answer of k values, 2k + 1), plus
+    slack."""
+    return 6 * k + 12
+
+
 def _tail(turns: list[list[int]], room: int) -> list[int]:
     "The newest whole turns that fit in `room` tokens."
     kept: list[int] = []
@@ -190,7 +197,7 @@ def rollout(
         fed = [_fed(mode, turns[i], room[i]) if alive[i] else [] for i in range(n)]
         ctx.extend([f + opener for f in fed])
         before = ctx.tokens() - len(opener)
-        out, lps, d = generate(ctx, stop, 3 * max(t.k for t in tasks) + 12, alive, greedy, gen)
+        out, lps, d = generate(ctx, stop, max_new(max(t.k for t in tasks)), alive, greedy, gen)
         dep += d
         for i in np.flatnonzero(alive.numpy()):
             out_i = opener + out[i]
